@@ -1,0 +1,9 @@
+"""kantos-mockserver: a faithful local fake of the Kantos CRM API, driven by its OpenAPI spec."""
+
+from __future__ import annotations
+
+from .domain.fixtures import FixtureError, load_fixtures
+from .http.app import create_app
+
+__version__ = "0.1.0"
+__all__ = ["FixtureError", "__version__", "create_app", "load_fixtures"]

@@ -1,0 +1,93 @@
+"""The `kantos-mock` command line: serve, check-fixtures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kantos-mock", description="A local fake of the Kantos CRM API.")
+    parser.add_argument("--version", action="version", version=f"kantos-mock {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="serve the Kantos API (the default command)")
+    add_serve_arguments(serve)
+    check = sub.add_parser("check-fixtures", help="check a fixture folder; errors name file and path")
+    check.add_argument("directory", help="the fixture folder")
+    return parser
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default 8000)")
+    p.add_argument("--fixtures", metavar="DIR", help="fixture folder (default: the bundled set)")
+    p.add_argument("--spec", metavar="PATH", help="OpenAPI file (default: the bundled openapi.yaml)")
+    p.add_argument("--seed", type=int, help="seed for ids, so every run creates the same ids")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0].startswith("-") and args[0] not in ("-h", "--help", "--version"):
+        args.insert(0, "serve")
+    ns = _parser().parse_args(args)
+    if ns.command == "check-fixtures":
+        return _check_fixtures(ns.directory)
+    if ns.command == "serve":
+        return _serve(ns)
+    _parser().print_help()
+    return 2
+
+
+def _check_fixtures(directory: str) -> int:
+    from .domain.fixtures import FixtureError, load_fixtures
+
+    try:
+        fs = load_fixtures(directory)
+    except FixtureError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    counts = {o.id: 0 for o in fs.objects}
+    for rec in fs.records:
+        counts[rec.object_id] += 1
+    print(f"{directory}: OK: {len(fs.objects)} objects, {len(fs.records)} records "
+          f"({', '.join(f'{k} {v}' for k, v in counts.items())}), {len(fs.users)} users, {len(fs.keys)} keys")
+    return 0
+
+
+def _serve(ns: argparse.Namespace) -> int:
+    from .domain.fixtures import FixtureError
+    from .http.app import create_app
+    from .server import DEFAULT_API_KEY, base_url, bind, serve_forever
+
+    try:
+        app = create_app(ns.fixtures, spec=ns.spec, seed=ns.seed)
+    except FixtureError as exc:
+        print(f"kantos-mock: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"kantos-mock: cannot start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        sock = bind(ns.host, ns.port)
+    except OSError as exc:
+        print(f"kantos-mock: cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    url = base_url(sock)
+    keys = app.state.tenants.default.keys
+    key = DEFAULT_API_KEY if DEFAULT_API_KEY in keys else next(iter(keys), "")
+
+    def ready() -> None:
+        print(f"kantos-mock {__version__} serving the Kantos API at {url}", flush=True)
+        print(f"base URL: {url}", flush=True)
+        print(f"API key:  {key}", flush=True)
+        print(f"try:      curl -s {url}/api/crm/objects -H 'X-Api-Key: {key}'", flush=True)
+
+    try:
+        serve_forever(app, sock, ready)
+    except KeyboardInterrupt:
+        pass
+    print("kantos-mock: stopped", flush=True)
+    return 0

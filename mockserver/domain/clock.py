@@ -1,0 +1,92 @@
+"""Injectable time: the system clock, or a controllable one that can freeze, set and advance."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+
+class Clock:
+    """Wall-clock time plus an offset; may be frozen. Times are integer microseconds (UTC)."""
+
+    def __init__(self, start: datetime | None = None, frozen: bool = False) -> None:
+        self._lock = threading.Lock()
+        self._offset_us = 0
+        self._frozen_at: int | None = None
+        if start is not None:
+            self.set(start)
+        if frozen:
+            self.freeze(True)
+
+    @staticmethod
+    def _wall_us() -> int:
+        return time.time_ns() // 1000
+
+    def now_us(self) -> int:
+        frozen = self._frozen_at
+        return frozen if frozen is not None else self._wall_us() + self._offset_us
+
+    def now(self) -> datetime:
+        return from_us(self.now_us())
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen_at is not None
+
+    def freeze(self, frozen: bool) -> None:
+        with self._lock:
+            if frozen and self._frozen_at is None:
+                self._frozen_at = self._wall_us() + self._offset_us
+            elif not frozen and self._frozen_at is not None:
+                self._offset_us = self._frozen_at - self._wall_us()
+                self._frozen_at = None
+
+    def set(self, when: datetime) -> None:
+        target = to_us(when)
+        with self._lock:
+            if self._frozen_at is not None:
+                self._frozen_at = target
+            else:
+                self._offset_us = target - self._wall_us()
+
+    def advance(self, seconds: float) -> None:
+        delta = round(seconds * 1_000_000)
+        with self._lock:
+            if self._frozen_at is not None:
+                self._frozen_at += delta
+            else:
+                self._offset_us += delta
+
+    def reset(self) -> None:
+        with self._lock:
+            self._offset_us = 0
+            self._frozen_at = None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(when: datetime) -> int:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = when - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def format_timestamp(us: int) -> str:
+    """`YYYY-MM-DDTHH:MM:SSZ`, with a fraction only when there is one (milliseconds if enough)."""
+    dt = from_us(us)
+    if not dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if dt.microsecond % 1000 == 0:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def whole_seconds(us: int) -> int:
+    return us - us % 1_000_000

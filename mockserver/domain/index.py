@@ -1,0 +1,165 @@
+"""Per-object record storage with ordered per-field indexes, kept current on every write.
+
+Each `FieldIndex` holds `(sort_key, id)` pairs of the records whose value is not empty in a
+`SortedList`, and the ids of the empty ones in another. That one structure answers equality,
+`$in`, ranges, prefixes and `$empty` by bisection, and yields records in sort order without
+sorting. Indexes are built on first use of a field (so memory is spent only on the fields a
+test suite filters or sorts on) and then maintained at O(log n) per write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sortedcontainers import SortedList
+
+from .records import Kind, KeySpec, Record
+
+#: Sorts after every record id (ids are ASCII).
+ID_MAX = "\U0010ffff"
+
+
+class FieldIndex:
+    def __init__(self, spec: KeySpec, records: Iterable[Record]) -> None:
+        self.spec = spec
+        self.keys: dict[str, Any] = {}
+        pairs: list[tuple[Any, str]] = []
+        empties: list[str] = []
+        get, sort_key = spec.get, spec.sort_key
+        # multi_select: option -> ids that have it, for "has this option" lookups.
+        self.options: dict[str, set[str]] | None = {} if spec.kind == Kind.MULTI else None
+        for rec in records:
+            value = get(rec)
+            if value is None:
+                empties.append(rec.id)
+                continue
+            key = sort_key(value)
+            self.keys[rec.id] = key
+            pairs.append((key, rec.id))
+            if self.options is not None:
+                for opt in value:
+                    self.options.setdefault(opt, set()).add(rec.id)
+        self.sorted = SortedList(pairs)
+        self.empties = SortedList(empties)
+
+    def add(self, rec: Record) -> None:
+        value = self.spec.get(rec)
+        if value is None:
+            self.empties.add(rec.id)
+            return
+        key = self.spec.sort_key(value)
+        self.keys[rec.id] = key
+        self.sorted.add((key, rec.id))
+        if self.options is not None:
+            for opt in value:
+                self.options.setdefault(opt, set()).add(rec.id)
+
+    def remove(self, rec: Record) -> None:
+        key = self.keys.pop(rec.id, None)
+        if key is None:
+            self.empties.discard(rec.id)
+            return
+        self.sorted.discard((key, rec.id))
+        if self.options is not None:
+            for opt in self.spec.get(rec) or ():
+                ids = self.options.get(opt)
+                if ids is not None:
+                    ids.discard(rec.id)
+
+    # --- lookups: each returns ids, or a count, without touching the records -------------
+
+    def count_range(self, lo: Any, lo_incl: bool, hi: Any, hi_incl: bool) -> int:
+        start, stop = self._bounds(lo, lo_incl, hi, hi_incl)
+        return max(0, stop - start)
+
+    def ids_range(self, lo: Any, lo_incl: bool, hi: Any, hi_incl: bool) -> list[str]:
+        start, stop = self._bounds(lo, lo_incl, hi, hi_incl)
+        return [rid for _, rid in self.sorted.islice(start, stop)] if stop > start else []
+
+    def _bounds(self, lo: Any, lo_incl: bool, hi: Any, hi_incl: bool) -> tuple[int, int]:
+        sl = self.sorted
+        if lo is None:
+            start = 0
+        else:
+            start = sl.bisect_left((lo,)) if lo_incl else sl.bisect_right((lo, ID_MAX))
+        if hi is None:
+            stop = len(sl)
+        else:
+            stop = sl.bisect_right((hi, ID_MAX)) if hi_incl else sl.bisect_left((hi,))
+        return start, stop
+
+    # --- ordering ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.sorted) + len(self.empties)
+
+    def at(self, position: int, desc: bool) -> str:
+        """The id at `position` of the whole ordering: values (asc or desc, ties by id
+        ascending), then the empty ones by id ascending."""
+        n_values = len(self.sorted)
+        if position >= n_values:
+            return str(self.empties[position - n_values])
+        if not desc:
+            return str(self.sorted[position][1])
+        # Reversed order reverses ties too; groups of equal keys keep their span, so map the
+        # position into its group and read the group ascending.
+        key = self.sorted[n_values - 1 - position][0]
+        lo = self.sorted.bisect_left((key,))
+        hi = self.sorted.bisect_right((key, ID_MAX))
+        return str(self.sorted[lo + position - (n_values - hi)][1])
+
+    def iter_order(self, desc: bool) -> Iterator[str]:
+        """Every id in sort order (see `at`)."""
+        if not desc:
+            for _, rid in self.sorted:
+                yield rid
+        else:
+            group: list[str] = []
+            group_key: Any = None
+            for key, rid in reversed(self.sorted):
+                if group and key != group_key:
+                    yield from reversed(group)
+                    group = []
+                group_key = key
+                group.append(rid)
+            yield from reversed(group)
+        yield from self.empties
+
+
+class ObjectStore:
+    """The records of one object, with lazily built, then maintained, field indexes."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Record] = {}
+        self.indexes: dict[str, FieldIndex] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def index(self, spec: KeySpec) -> FieldIndex:
+        idx = self.indexes.get(spec.slug)
+        if idx is None:
+            idx = self.indexes[spec.slug] = FieldIndex(spec, self.records.values())
+        return idx
+
+    def drop_index(self, slug: str) -> None:
+        self.indexes.pop(slug, None)
+
+    def insert(self, rec: Record) -> None:
+        self.records[rec.id] = rec
+        for idx in self.indexes.values():
+            idx.add(rec)
+
+    def remove(self, rec: Record) -> None:
+        del self.records[rec.id]
+        for idx in self.indexes.values():
+            idx.remove(rec)
+
+    def replace(self, old: Record, new: Record) -> None:
+        self.records[new.id] = new
+        for idx in self.indexes.values():
+            get = idx.spec.get
+            if get(old) != get(new):
+                idx.remove(old)
+                idx.add(new)

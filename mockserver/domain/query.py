@@ -1,0 +1,446 @@
+"""The query engine: compiles `filters` and `sort` against an object, then selects, orders, pages.
+
+Semantics are CONTRACT.md's "Query semantics". Each filter key compiles to a `Condition`: tests
+that decide a record, and where possible an index `Plan` that yields the candidates directly.
+The engine starts from the most selective plan and narrows with the remaining tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import BadRequest
+from .index import FieldIndex, ObjectStore
+from .records import Kind, KeySpec, key_spec
+from .schema import ObjectDef, is_number, parse_date, parse_instant_operand
+
+OPERATORS = (
+    "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin",
+    "$contains", "$not_contains", "$starts_with", "$ends_with", "$empty",
+)
+RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
+TEXT_OPS = ("$contains", "$not_contains", "$starts_with", "$ends_with")
+_TOP = "\U0010ffff"
+
+
+@dataclass(slots=True)
+class Plan:
+    """Candidate ids straight from a field index. `exact`: the ids need no further test."""
+
+    kind: str  # "range" | "keys" | "options" | "nonempty" | "empty" | "none"
+    exact: bool
+    lo: Any = None
+    lo_incl: bool = True
+    hi: Any = None
+    hi_incl: bool = True
+    keys: list[Any] = field(default_factory=list)
+
+    def estimate(self, idx: FieldIndex) -> int:
+        if self.kind == "range":
+            return idx.count_range(self.lo, self.lo_incl, self.hi, self.hi_incl)
+        if self.kind == "keys":
+            return sum(idx.count_range(k, True, k, True) for k in self.keys)
+        if self.kind == "options":
+            assert idx.options is not None
+            return sum(len(idx.options.get(o, ())) for o in self.keys)
+        if self.kind == "nonempty":
+            return len(idx.sorted)
+        if self.kind == "empty":
+            return len(idx.empties)
+        return 0
+
+    def ids(self, idx: FieldIndex) -> list[str]:
+        if self.kind == "range":
+            return idx.ids_range(self.lo, self.lo_incl, self.hi, self.hi_incl)
+        if self.kind == "keys":
+            out: list[str] = []
+            for k in self.keys:
+                out += idx.ids_range(k, True, k, True)
+            return out
+        if self.kind == "options":
+            assert idx.options is not None
+            found: set[str] = set()
+            for o in self.keys:
+                found |= idx.options.get(o, set())
+            return list(found)
+        if self.kind == "nonempty":
+            return list(idx.keys)
+        if self.kind == "empty":
+            return list(idx.empties)
+        return []
+
+
+Test = tuple[bool, Callable[[Any], bool]]
+"""(on_key, fn): fn gets the field's index key (on_key) or its stored value; None when empty."""
+
+
+@dataclass(slots=True)
+class Condition:
+    spec: KeySpec
+    tests: list[Test]
+    plan: Plan | None
+
+
+@dataclass(slots=True)
+class Query:
+    conditions: list[Condition]
+    sort: KeySpec
+    desc: bool
+
+
+# --- compiling -------------------------------------------------------------------------------
+
+
+def compile_query(obj: ObjectDef, filters: dict[str, Any] | None, sort: str | None, order: str | None) -> Query:
+    """Check `filters` and `sort` against the object's fields; raise BadRequest naming them."""
+    conditions = [_compile_key(obj, slug, cond) for slug, cond in (filters or {}).items()]
+    sort_slug = sort if sort is not None else "created_at"
+    spec = key_spec(obj, sort_slug)
+    if spec is None:
+        raise BadRequest.param(
+            "sort",
+            f"unknown sort field {sort_slug!r} for {obj.id}; use a field slug or one of "
+            "id, created_at, updated_at, created_by",
+            field=sort_slug,
+            known=sorted(obj.by_slug) + ["created_at", "created_by", "id", "updated_at"],
+        )
+    return Query(conditions, spec, order == "desc")
+
+
+def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
+    spec = key_spec(obj, slug)
+    if spec is None:
+        raise BadRequest(
+            f"Unknown filter field {slug!r} for {obj.id}",
+            {
+                "param": "filters", "field": slug,
+                "reason": f"unknown field; {obj.id} has "
+                + ", ".join(sorted(obj.by_slug) + ["created_at", "created_by", "id", "updated_at"]),
+            },
+        )
+    if not isinstance(cond, dict):
+        cond = {"$eq": cond}
+    if not cond:
+        raise _operand_error(spec, "(none)", "an operator object with at least one operator", cond)
+    tests: list[Test] = []
+    plans: list[Plan] = []
+    lo: tuple[Any, bool] | None = None
+    hi: tuple[Any, bool] | None = None
+    for op, operand in cond.items():
+        if op not in OPERATORS:
+            raise BadRequest(
+                f"Unknown filter operator {op!r} on {slug!r}",
+                {"param": "filters", "field": slug, "operator": op,
+                 "reason": "unknown operator; use one of " + ", ".join(OPERATORS)},
+            )
+        if operand is None:
+            raise _operand_error(spec, op, _expected_scalar(spec, op), operand)
+        if op in RANGE_OPS:
+            key = _range_operand(spec, op, operand)
+            incl = op in ("$gte", "$lte")
+            if op in ("$gt", "$gte"):
+                if lo is None or key > lo[0] or (key == lo[0] and not incl):
+                    lo = (key, incl)
+                tests.append(_range_test(op, key))
+            else:
+                if hi is None or key < hi[0] or (key == hi[0] and not incl):
+                    hi = (key, incl)
+                tests.append(_range_test(op, key))
+        else:
+            test, plan = _compile_op(spec, op, operand)
+            tests.append(test)
+            if plan is not None:
+                plans.append(plan)
+    if lo is not None or hi is not None:
+        plans.append(Plan("range", exact=False, lo=lo and lo[0], lo_incl=lo[1] if lo else True,
+                          hi=hi and hi[0], hi_incl=hi[1] if hi else True))
+    # One plan per condition: prefer the narrowest kind; the rest stay as tests.
+    plan = min(plans, key=lambda p: _PLAN_PREFERENCE[p.kind]) if plans else None
+    if plan is not None and len(tests) > 1:
+        plan.exact = False
+    return Condition(spec, tests, plan)
+
+
+_PLAN_PREFERENCE = {"none": 0, "keys": 1, "options": 2, "range": 3, "empty": 4, "nonempty": 5}
+
+
+def _range_test(op: str, key: Any) -> Test:
+    if op == "$gt":
+        return True, lambda v: v is not None and v > key
+    if op == "$gte":
+        return True, lambda v: v is not None and v >= key
+    if op == "$lt":
+        return True, lambda v: v is not None and v < key
+    return True, lambda v: v is not None and v <= key
+
+
+def _compile_op(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
+    kind = spec.kind
+    if op == "$empty":
+        if not isinstance(operand, bool):
+            raise _operand_error(spec, op, "a boolean (true or false)", operand)
+        if operand:
+            return (True, lambda v: v is None), Plan("empty", exact=True)
+        return (True, lambda v: v is not None), Plan("nonempty", exact=True)
+
+    if op in TEXT_OPS:
+        if not isinstance(operand, str):
+            raise _operand_error(spec, op, "a string", operand)
+        if kind == Kind.MULTI:
+            if op in ("$starts_with", "$ends_with"):
+                raise _not_applicable(spec, op, "multi_select fields take $contains and $not_contains")
+            needle = operand.lower()
+
+            def has(v: Any) -> bool:
+                return v is not None and any(o.lower() == needle for o in v)
+
+            if op == "$contains":
+                return (False, has), None
+            return (False, lambda v: not has(v)), None
+        if kind not in (Kind.STRING, Kind.CHOICE):
+            raise _not_applicable(spec, op, "text operators apply to text-like fields")
+        needle = operand.lower()
+        # Index keys of string fields are lowercased (except `id`'s); choices index by rank.
+        on_key = kind == Kind.STRING and spec.slug != "id"
+        if op == "$contains":
+            return (on_key, _lowered(on_key, lambda s: needle in s)), None
+        if op == "$not_contains":
+            fn = _lowered(on_key, lambda s: needle in s)
+            return (on_key, lambda v: v is None or not fn(v)), None
+        if op == "$starts_with":
+            plan = Plan("range", exact=False, lo=needle, hi=needle + _TOP, hi_incl=False) if on_key else None
+            return (on_key, _lowered(on_key, lambda s: s.startswith(needle))), plan
+        return (on_key, _lowered(on_key, lambda s: s.endswith(needle))), None
+
+    # $eq $ne $in $nin
+    if op in ("$in", "$nin"):
+        if not isinstance(operand, list):
+            raise _operand_error(spec, op, "an array of " + _expected_scalar(spec, op), operand)
+        if kind == Kind.MULTI:
+            for item in operand:
+                if not isinstance(item, str):
+                    raise _operand_error(spec, op, "an array of strings", operand)
+            wanted = set(operand)
+
+            def any_of(v: Any) -> bool:
+                return v is not None and not wanted.isdisjoint(v)
+
+            if op == "$in":
+                return (False, any_of), Plan("options", exact=True, keys=list(wanted))
+            return (False, lambda v: not any_of(v)), None
+        tests_plans = [_eq(spec, op, item) for item in operand]
+        fns = [t[1] for t, _ in tests_plans]
+        on_key = tests_plans[0][0][0] if tests_plans else True
+        keys: list[Any] = []
+        exact = True
+        for _, p in tests_plans:
+            if p is None or p.kind == "none":
+                continue
+            exact = exact and p.exact
+            keys.extend(k for k in p.keys if k not in keys)
+        in_plan = Plan("keys", exact=exact, keys=keys) if keys else Plan("none", exact=True)
+
+        def in_any(v: Any) -> bool:
+            return v is not None and any(fn(v) for fn in fns)
+
+        if op == "$in":
+            return (on_key, in_any), in_plan
+        return (on_key, lambda v: not in_any(v)), None
+
+    (on_key, fn), plan = _eq(spec, op, operand)
+    if op == "$eq":
+        return (on_key, fn), plan
+    return (on_key, lambda v: not fn(v)), None
+
+
+def _lowered(on_key: bool, fn: Callable[[str], bool]) -> Callable[[Any], bool]:
+    if on_key:  # index keys of string fields are already lowercased
+        return lambda v: v is not None and fn(v)
+    return lambda v: v is not None and fn(v.lower())
+
+
+def _eq(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
+    """Equality with one operand: the test and the index keys that hold the matches."""
+    kind = spec.kind
+    expected = _expected_scalar(spec, op)
+    if kind == Kind.MULTI:
+        if isinstance(operand, str):
+            return (False, lambda v: v is not None and operand in v), Plan("options", exact=True, keys=[operand])
+        if isinstance(operand, list) and op in ("$eq", "$ne") and all(isinstance(x, str) for x in operand):
+            target = frozenset(operand)
+            if not target:  # [] is the empty value: nothing non-empty equals it
+                return (False, lambda v: False), Plan("none", exact=True)
+            return (False, lambda v: v is not None and frozenset(v) == target), Plan(
+                "options", exact=False, keys=[next(iter(target))])
+        raise _operand_error(spec, op, expected, operand)
+    if kind in (Kind.STRING, Kind.CHOICE):
+        if not isinstance(operand, str):
+            raise _operand_error(spec, op, expected, operand)
+        if kind == Kind.CHOICE:
+            assert spec.field is not None
+            rank = spec.field.choice_rank.get(operand.lower())
+            if rank is None:
+                return (True, lambda v: False), Plan("none", exact=True)
+            return (True, lambda v: v == rank), Plan("keys", exact=True, keys=[rank])
+        if spec.type_name == "email":
+            low = operand.lower()
+            return (True, lambda v: v == low), Plan("keys", exact=True, keys=[low])
+        # Exact, case-sensitive: the lowercased index key narrows, the stored value decides.
+        return (False, lambda v: v == operand), Plan("keys", exact=False, keys=[spec.sort_key(operand)])
+    if kind == Kind.NUMBER:
+        if not is_number(operand):
+            raise _operand_error(spec, op, expected, operand)
+        return (True, lambda v: v is not None and v == operand), Plan("keys", exact=True, keys=[operand])
+    if kind == Kind.BOOLEAN:
+        if not isinstance(operand, bool):
+            raise _operand_error(spec, op, expected, operand)
+        key = int(operand)
+        return (True, lambda v: v == key), Plan("keys", exact=True, keys=[key])
+    key = _range_operand(spec, op, operand)  # DATE, INSTANT
+    return (True, lambda v: v == key), Plan("keys", exact=True, keys=[key])
+
+
+def _range_operand(spec: KeySpec, op: str, operand: Any) -> Any:
+    kind = spec.kind
+    if kind == Kind.NUMBER:
+        if not is_number(operand):
+            raise _operand_error(spec, op, "a number", operand)
+        return operand
+    if kind == Kind.DATE:
+        if not isinstance(operand, str) or parse_date(operand) is None:
+            raise _operand_error(spec, op, "a date as YYYY-MM-DD", operand)
+        return operand
+    if kind == Kind.INSTANT:
+        us = parse_instant_operand(operand) if isinstance(operand, str) else None
+        if us is None:
+            raise _operand_error(
+                spec, op, "a date (YYYY-MM-DD) or a datetime with an offset (2024-01-15T10:30:00Z)", operand)
+        return us
+    raise _not_applicable(
+        spec, op, "range operators apply to number, currency, date, datetime, created_at and updated_at")
+
+
+def _expected_scalar(spec: KeySpec, op: str) -> str:
+    return {
+        Kind.NUMBER: "a number",
+        Kind.STRING: "a string",
+        Kind.CHOICE: "a string",
+        Kind.BOOLEAN: "a boolean",
+        Kind.DATE: "a date as YYYY-MM-DD",
+        Kind.INSTANT: "a date (YYYY-MM-DD) or a datetime with an offset",
+        Kind.MULTI: "a string" if op in ("$in", "$nin") else "a string or an array of strings",
+    }[spec.kind]
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) <= 40 else "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _operand_error(spec: KeySpec, op: str, expected: str, got: Any) -> BadRequest:
+    return BadRequest(
+        f"Filter on {spec.slug!r} ({spec.type_name}): {op} expects {expected}, got {_json_type(got)}",
+        {"param": "filters", "field": spec.slug, "operator": op, "expected": expected,
+         "reason": f"{op} on a {spec.type_name} field expects {expected}, got {_json_type(got)}"},
+    )
+
+
+def _not_applicable(spec: KeySpec, op: str, why: str) -> BadRequest:
+    return BadRequest(
+        f"Filter on {spec.slug!r} ({spec.type_name}): {op} does not apply; {why}",
+        {"param": "filters", "field": spec.slug, "operator": op,
+         "reason": f"{op} does not apply to a {spec.type_name} field; {why}"},
+    )
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def select(store: ObjectStore, conditions: list[Condition]) -> list[str] | None:
+    """Ids of the records matching every condition (unordered), or None for all of them."""
+    if not conditions:
+        return None
+    indexed = [(c, store.index(c.spec)) for c in conditions]
+    best: tuple[int, Condition, FieldIndex] | None = None
+    for c, idx in indexed:
+        if c.plan is not None:
+            est = c.plan.estimate(idx)
+            if best is None or est < best[0]:
+                best = (est, c, idx)
+    if best is not None:
+        _, first, first_idx = best
+        assert first.plan is not None
+        candidates = first.plan.ids(first_idx)
+        remaining = [(c, i) for c, i in indexed if c is not first]
+        if not first.plan.exact:
+            remaining.insert(0, (first, first_idx))
+    else:
+        candidates = list(store.records)
+        remaining = indexed
+    records = store.records
+    for c, idx in remaining:
+        for on_key, fn in c.tests:
+            if not candidates:
+                return candidates
+            if on_key:
+                keys = idx.keys
+                candidates = [r for r in candidates if fn(keys.get(r))]
+            else:
+                get = c.spec.get
+                candidates = [r for r in candidates if fn(get(records[r]))]
+    return candidates
+
+
+def order_page(
+    store: ObjectStore, matches: list[str] | None, sort: KeySpec, desc: bool, offset: int, limit: int
+) -> list[str]:
+    """The ids of one page of `matches` (None: all records) in sort order."""
+    idx = store.index(sort)
+    if matches is None:
+        stop = min(offset + limit, len(idx))
+        return [idx.at(p, desc) for p in range(offset, stop)]
+    m = len(matches)
+    if offset >= m:
+        return []
+    wanted = min(offset + limit, m)
+    # Walking the index in order costs about the position of the last wanted match;
+    # sorting the matches costs m log m. Take the cheaper.
+    walk_cost = wanted * len(store) / m
+    sort_cost = m * max(1.0, math.log2(m)) * 2
+    if walk_cost <= sort_cost:
+        member = set(matches)
+        out: list[str] = []
+        seen = 0
+        for rid in idx.iter_order(desc):
+            if rid in member:
+                if seen >= offset:
+                    out.append(rid)
+                    if len(out) == limit:
+                        break
+                seen += 1
+        return out
+    keys = idx.keys
+    with_value = sorted(r for r in matches if r in keys)
+    with_value.sort(key=keys.__getitem__, reverse=desc)  # stable: ties stay by id ascending
+    empty = sorted(r for r in matches if r not in keys)
+    return (with_value + empty)[offset:offset + limit]
+
+
+def run(store: ObjectStore, query: Query, page: int, per_page: int) -> tuple[list[str], int]:
+    """One page of ids and the total number of matches."""
+    matches = select(store, query.conditions)
+    total = len(store) if matches is None else len(matches)
+    ids = order_page(store, matches, query.sort, query.desc, (page - 1) * per_page, per_page)
+    return ids, total

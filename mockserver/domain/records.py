@@ -1,0 +1,126 @@
+"""Records, and how each field's stored value orders and compares (shared by sort, filters, indexes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .clock import format_timestamp
+from .schema import FieldDef, FieldType, ObjectDef, parse_datetime_us
+
+
+class Record:
+    """One record. `values` holds only non-empty fields and is replaced, never mutated, on update."""
+
+    __slots__ = ("created_at", "created_by", "id", "object_id", "updated_at", "values")
+
+    def __init__(
+        self,
+        id: str,
+        object_id: str,
+        values: dict[str, Any],
+        created_at: int,
+        updated_at: int,
+        created_by: str,
+    ) -> None:
+        self.id = id
+        self.object_id = object_id
+        self.values = values
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self.created_by = created_by
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object_id": self.object_id,
+            "field_values": self.values,
+            "created_at": format_timestamp(self.created_at),
+            "updated_at": format_timestamp(self.updated_at),
+            "created_by": self.created_by,
+        }
+
+    def replace(self, values: dict[str, Any], updated_at: int) -> Record:
+        return Record(self.id, self.object_id, values, self.created_at, updated_at, self.created_by)
+
+
+#: The kind of a filterable/sortable key, which decides how values compare.
+class Kind:
+    NUMBER = "number"      # number, currency
+    STRING = "string"      # text-like; sorts lowercased
+    CHOICE = "choice"      # status, dropdown: ordered options, case-folded equality
+    BOOLEAN = "boolean"
+    DATE = "date"          # YYYY-MM-DD strings compare in calendar order
+    INSTANT = "instant"    # datetime fields and created_at/updated_at: microseconds UTC
+    MULTI = "multi"        # multi_select
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """Everything the engine needs about one filter/sort key of an object."""
+
+    slug: str
+    kind: str
+    field: FieldDef | None          # None for the system fields
+    type_name: str                  # field type, or the system field's own name
+    get: Callable[[Record], Any]    # the stored value, None when empty
+    sort_key: Callable[[Any], Any]  # stored (non-empty) value -> orderable key
+
+
+_STRING_TYPES = {
+    FieldType.TEXT, FieldType.LONG_TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.URL,
+    FieldType.IMAGE, FieldType.REFERENCE, FieldType.USER,
+}
+
+
+def _lower(v: str) -> str:
+    return v.lower()
+
+
+def _ident(v: Any) -> Any:
+    return v
+
+
+def _instant(v: str) -> int:
+    us = parse_datetime_us(v)
+    assert us is not None, v  # stored values were validated on write
+    return us
+
+
+def key_spec(obj: ObjectDef, slug: str) -> KeySpec | None:
+    """The KeySpec for a field slug or system field of `obj`, or None when there is none."""
+    if slug == "id":
+        return KeySpec("id", Kind.STRING, None, "id", lambda r: r.id, _ident)
+    if slug == "created_by":
+        return KeySpec("created_by", Kind.STRING, None, "created_by", lambda r: r.created_by, _lower)
+    if slug == "created_at":
+        return KeySpec("created_at", Kind.INSTANT, None, "created_at", lambda r: r.created_at, _ident)
+    if slug == "updated_at":
+        return KeySpec("updated_at", Kind.INSTANT, None, "updated_at", lambda r: r.updated_at, _ident)
+    f = obj.by_slug.get(slug)
+    if f is None:
+        return None
+
+    def get(r: Record, _s: str = slug) -> Any:
+        return r.values.get(_s)
+
+    t = f.type
+    kind: str
+    sort_key: Callable[[Any], Any]
+    if t in (FieldType.NUMBER, FieldType.CURRENCY):
+        kind, sort_key = Kind.NUMBER, _ident
+    elif t in _STRING_TYPES:
+        kind, sort_key = Kind.STRING, _lower
+    elif t in (FieldType.STATUS, FieldType.DROPDOWN):
+        rank = f.choice_rank
+        kind, sort_key = Kind.CHOICE, lambda v: rank.get(v.lower(), len(rank))
+    elif t == FieldType.BOOLEAN:
+        kind, sort_key = Kind.BOOLEAN, int
+    elif t == FieldType.DATE:
+        kind, sort_key = Kind.DATE, _ident
+    elif t == FieldType.DATETIME:
+        kind, sort_key = Kind.INSTANT, _instant
+    else:  # multi_select: by its values joined
+        kind, sort_key = Kind.MULTI, lambda v: ",".join(v).lower()
+    return KeySpec(slug, kind, f, str(t), get, sort_key)

@@ -1,0 +1,313 @@
+"""Objects, fields and field types: slugs, options, and what a value of each type must be."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from .clock import to_us
+
+
+class FieldType(StrEnum):
+    TEXT = "text"
+    LONG_TEXT = "long_text"
+    NUMBER = "number"
+    CURRENCY = "currency"
+    EMAIL = "email"
+    PHONE = "phone"
+    URL = "url"
+    IMAGE = "image"
+    DATE = "date"
+    DATETIME = "datetime"
+    BOOLEAN = "boolean"
+    STATUS = "status"
+    DROPDOWN = "dropdown"
+    MULTI_SELECT = "multi_select"
+    REFERENCE = "reference"
+    USER = "user"
+
+
+NUMERIC_TYPES = frozenset({FieldType.NUMBER, FieldType.CURRENCY})
+#: Types whose value is a string and for which `""` means "empty" on writes.
+STRING_EMPTYABLE = frozenset(
+    {
+        FieldType.TEXT, FieldType.LONG_TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.URL,
+        FieldType.IMAGE, FieldType.STATUS, FieldType.DROPDOWN, FieldType.REFERENCE, FieldType.USER,
+    }
+)
+#: `unique` makes no sense on these (CONTRACT.md, "Schema writes").
+NOT_UNIQUE_TYPES = frozenset({FieldType.MULTI_SELECT, FieldType.BOOLEAN, FieldType.LONG_TEXT})
+SYSTEM_FIELDS = ("id", "created_at", "updated_at", "created_by")
+RESERVED_SLUGS = frozenset({*SYSTEM_FIELDS, "object_id"})
+TEXT_MAX_CHARS = 255
+
+_SLUG_RUN = re.compile(r"[^a-z0-9]+")
+
+
+def slugify(name: str) -> str:
+    """The name lowercased, runs of non-alphanumerics turned into `_`, trimmed of `_`."""
+    return _SLUG_RUN.sub("_", name.lower()).strip("_")
+
+
+@dataclass(slots=True)
+class FieldDef:
+    id: str
+    name: str
+    slug: str
+    type: FieldType
+    required: bool = False
+    unique: bool = False
+    position: int = 0
+    options: dict[str, Any] | None = None
+    default_value: Any = None
+    has_default: bool = False
+    #: status / dropdown / multi_select option names, in order (empty for other types).
+    choices: tuple[str, ...] = ()
+    #: lowercased option name -> position of its first option, for case-folding filters and sort.
+    choice_rank: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        opts = self.options or {}
+        if self.type == FieldType.STATUS:
+            self.choices = tuple(opts.get("stages") or ())
+        elif self.type in (FieldType.DROPDOWN, FieldType.MULTI_SELECT):
+            self.choices = tuple(opts.get("choices") or ())
+        rank: dict[str, int] = {}
+        for i, choice in enumerate(self.choices):
+            rank.setdefault(choice.lower(), i)
+        self.choice_rank = rank
+
+    @property
+    def target_object(self) -> str | None:
+        return (self.options or {}).get("object_id") if self.type == FieldType.REFERENCE else None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id, "name": self.name, "slug": self.slug, "type": str(self.type),
+            "required": self.required, "unique": self.unique, "position": self.position,
+        }
+        if self.options is not None:
+            out["options"] = self.options
+        if self.has_default:
+            out["default_value"] = self.default_value
+        return out
+
+
+@dataclass(slots=True)
+class ObjectDef:
+    id: str
+    name: str
+    slug: str
+    icon: str | None
+    fields: list[FieldDef] = field(default_factory=list)
+    by_slug: dict[str, FieldDef] = field(default_factory=dict)
+
+    def add_field(self, f: FieldDef) -> None:
+        self.fields.append(f)
+        self.by_slug[f.slug] = f
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "slug": self.slug, "icon": self.icon,
+            "field_count": len(self.fields),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.summary(), "fields": [f.to_json() for f in self.fields]}
+
+
+# --- value formats ---------------------------------------------------------------------------
+
+# WHATWG "valid email address": no dot needed in the domain.
+_EMAIL = re.compile(
+    r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$"
+)
+_PHONE_CHARS = re.compile(r"^[0-9+()\-. ]+$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:\d{2})$"
+)
+
+
+def is_email(value: str) -> bool:
+    return _EMAIL.match(value) is not None
+
+
+def is_phone(value: str) -> bool:
+    if not _PHONE_CHARS.match(value):
+        return False
+    digits = sum(c.isdigit() for c in value)
+    return 7 <= digits <= 15
+
+
+def is_http_url(value: str) -> bool:
+    if any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def parse_date(value: str) -> date | None:
+    """A real calendar date written `YYYY-MM-DD`, else None."""
+    if not _DATE.match(value):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def parse_datetime_us(value: str) -> int | None:
+    """Microseconds since the epoch for `YYYY-MM-DDTHH:MM[:SS[.ffffff]]` with `Z` or `±HH:MM`."""
+    if not _DATETIME.match(value):
+        return None
+    try:
+        return to_us(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def parse_instant_operand(value: str) -> int | None:
+    """A filter operand for a time field: a datetime, or a date meaning its midnight UTC."""
+    d = parse_date(value)
+    if d is not None:
+        return to_us(datetime(d.year, d.month, d.day, tzinfo=UTC))
+    return parse_datetime_us(value)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# --- write validation ------------------------------------------------------------------------
+
+#: Sentinel: the value empties the field (it is left out of `field_values`).
+EMPTY: Any = object()
+
+
+def check_value(
+    f: FieldDef,
+    value: Any,
+    record_exists: Callable[[str, str], bool],
+    user_exists: Callable[[str], bool],
+) -> tuple[Any, str | None]:
+    """Return (stored value or EMPTY, None), or (None, message) when the value is invalid."""
+    if value is None:
+        return EMPTY, None
+    t = f.type
+    if value == "" and isinstance(value, str):
+        if t in STRING_EMPTYABLE:
+            return EMPTY, None
+        return None, f"expected {_expected(f)}, got an empty string"
+    if t in NUMERIC_TYPES:
+        if is_number(value):
+            return value, None
+        return None, f"expected a finite number, got {_describe(value)}"
+    if t == FieldType.BOOLEAN:
+        if isinstance(value, bool):
+            return value, None
+        return None, f"expected true or false, got {_describe(value)}"
+    if t == FieldType.MULTI_SELECT:
+        return _check_multi(f, value)
+    if not isinstance(value, str):
+        return None, f"expected {_expected(f)}, got {_describe(value)}"
+    return _check_string(f, value, record_exists, user_exists)
+
+
+def _check_string(
+    f: FieldDef,
+    value: str,
+    record_exists: Callable[[str, str], bool],
+    user_exists: Callable[[str], bool],
+) -> tuple[Any, str | None]:
+    t = f.type
+    ok = True
+    if t == FieldType.TEXT:
+        if len(value) > TEXT_MAX_CHARS:
+            return None, f"text is at most {TEXT_MAX_CHARS} characters, got {len(value)}"
+    elif t == FieldType.EMAIL:
+        ok = is_email(value)
+    elif t == FieldType.PHONE:
+        ok = is_phone(value)
+    elif t in (FieldType.URL, FieldType.IMAGE):
+        ok = is_http_url(value)
+    elif t == FieldType.DATE:
+        ok = parse_date(value) is not None
+    elif t == FieldType.DATETIME:
+        ok = parse_datetime_us(value) is not None
+    elif t in (FieldType.STATUS, FieldType.DROPDOWN):
+        if value not in f.choices:
+            return None, f"expected one of {list(f.choices)}, got {value!r}"
+    elif t == FieldType.REFERENCE:
+        target = f.target_object or ""
+        if not record_exists(target, value):
+            return None, f"expected the id of an existing record of {target}, got {value!r}"
+    elif t == FieldType.USER and not user_exists(value):
+        return None, f"expected the id of an existing user, got {value!r}"
+    if not ok:
+        return None, f"expected {_expected(f)}, got {value!r}"
+    return value, None
+
+
+def _check_multi(f: FieldDef, value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, list):
+        return None, f"expected an array of {list(f.choices)}, got {_describe(value)}"
+    if not value:
+        return EMPTY, None
+    bad = [v for v in value if not isinstance(v, str) or v not in f.choices]
+    if bad:
+        return None, f"expected values among {list(f.choices)}, got {bad!r}"
+    if len(set(value)) != len(value):
+        return None, "each option may appear only once"
+    return list(value), None
+
+
+_EXPECTED = {
+    FieldType.TEXT: f"a string of at most {TEXT_MAX_CHARS} characters",
+    FieldType.LONG_TEXT: "a string",
+    FieldType.NUMBER: "a finite number",
+    FieldType.CURRENCY: "a finite number",
+    FieldType.EMAIL: "a valid email address",
+    FieldType.PHONE: "a phone number of 7-15 digits using only digits, '+', '(', ')', '-', '.' and spaces",
+    FieldType.URL: "an http or https URL",
+    FieldType.IMAGE: "an http or https URL",
+    FieldType.DATE: "a date as YYYY-MM-DD",
+    FieldType.DATETIME: "an ISO 8601 datetime with an offset, such as 2024-01-15T10:30:00Z",
+    FieldType.BOOLEAN: "true or false",
+    FieldType.STATUS: "one of the status's stages",
+    FieldType.DROPDOWN: "one of the dropdown's choices",
+    FieldType.MULTI_SELECT: "an array of the field's choices",
+    FieldType.REFERENCE: "a record id",
+    FieldType.USER: "a user id",
+}
+
+
+def _expected(f: FieldDef) -> str:
+    if f.type in (FieldType.STATUS, FieldType.DROPDOWN):
+        return f"one of {list(f.choices)}"
+    return _EXPECTED[f.type]
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

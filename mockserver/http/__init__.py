@@ -1,0 +1,1 @@
+"""The Starlette app: the gate (auth, limits), spec-driven routes, thin handlers, error table."""

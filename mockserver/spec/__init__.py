@@ -1,0 +1,299 @@
+"""Loads an OpenAPI document and builds, per operation, the validators of its requests.
+
+Nothing here knows Starlette: the HTTP layer hands over query items and body bytes, and gets
+back typed values or a `domain.errors.BadRequest` naming the parameter or field at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from ..domain.errors import BadRequest
+
+SPEC_URI = "urn:kantos:openapi"
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def bundled_spec_path() -> Path:
+    return Path(str(resources.files("mockserver") / "openapi.yaml"))
+
+
+@dataclass(slots=True)
+class Param:
+    name: str
+    location: str  # "query" | "path" | "header"
+    required: bool
+    json: bool  # declared with `content: application/json`: the value is JSON text
+    type: str | None  # the schema's type, for coercing strings: "integer", "number", "boolean", ...
+    validator: Draft202012Validator
+    default: Any = None
+
+
+@dataclass(slots=True)
+class Operation:
+    operation_id: str
+    method: str  # upper case
+    path: str
+    params: list[Param]
+    body: Draft202012Validator | None
+    body_required: bool
+    tags: list[str] = field(default_factory=list)
+    security: bool = True
+
+    def parse_query(self, items: list[tuple[str, str]]) -> dict[str, Any]:
+        """Typed values of the declared query parameters; unknown ones are ignored."""
+        given: dict[str, str] = {}
+        for name, value in items:
+            if name in given and any(p.name == name for p in self.params):
+                raise BadRequest.param(name, "given more than once; send it once")
+            given[name] = value
+        out: dict[str, Any] = {}
+        for p in self.params:
+            if p.location != "query":
+                continue
+            if p.name not in given:
+                if p.required:
+                    raise BadRequest.param(p.name, "is required")
+                if p.default is not None:
+                    out[p.name] = p.default
+                continue
+            raw = given[p.name]
+            value = _decode_json(raw, p.name) if p.json else _coerce(raw, p)
+            _validate(p.validator, value, param=p.name)
+            out[p.name] = value
+        return out
+
+    def parse_body(self, raw: bytes) -> Any:
+        """The decoded and validated JSON body."""
+        if self.body is None:
+            return None
+        if not raw.strip():
+            if self.body_required:
+                raise BadRequest("The request body is empty; send a JSON object",
+                                 {"field": "(body)", "reason": "a JSON body is required"})
+            return None
+        value = _decode_json(raw, None)
+        _validate(self.body, value, param=None)
+        return value
+
+
+class Spec:
+    """The operations of an OpenAPI document, by path and by operationId."""
+
+    def __init__(self, document: dict[str, Any], source: str = "openapi.yaml") -> None:
+        self.document = document
+        self.source = source
+        resource = DRAFT202012.create_resource(document)
+        self.registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource)
+        self.paths: dict[str, dict[str, Operation]] = {}
+        self.operations: dict[str, Operation] = {}
+        global_security = bool(document.get("security"))
+        for path, item in (document.get("paths") or {}).items():
+            shared = item.get("parameters", [])
+            ops: dict[str, Operation] = {}
+            for method in METHODS:
+                op = item.get(method)
+                if op is None:
+                    continue
+                pointer = f"/paths/{_escape(path)}/{method}"
+                params = [
+                    self._param(p, f"/paths/{_escape(path)}/parameters/{i}")
+                    for i, p in enumerate(shared)
+                ]
+                overridden = {(p["name"], p["in"]) for p in op.get("parameters", [])}
+                params = [p for p in params if (p.name, p.location) not in overridden]
+                params += [
+                    self._param(p, f"{pointer}/parameters/{i}")
+                    for i, p in enumerate(op.get("parameters", []))
+                ]
+                body, body_required = None, False
+                request_body = op.get("requestBody")
+                if request_body is not None:
+                    if "$ref" in request_body:
+                        request_body = self._resolve(request_body["$ref"])
+                    body = self._validator(f"{pointer}/requestBody/content/application~1json/schema")
+                    body_required = bool(request_body.get("required", False))
+                security = op.get("security")
+                operation = Operation(
+                    operation_id=op["operationId"], method=method.upper(), path=path, params=params,
+                    body=body, body_required=body_required, tags=op.get("tags", []),
+                    security=bool(security) if security is not None else global_security,
+                )
+                ops[operation.method] = operation
+                self.operations[operation.operation_id] = operation
+            self.paths[path] = ops
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Spec:
+        path = Path(path) if path is not None else bundled_spec_path()
+        with path.open(encoding="utf-8") as fh:
+            return cls(yaml.safe_load(fh), source=str(path))
+
+    def _resolve(self, ref: str) -> dict[str, Any]:
+        node: Any = self.document
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return dict(node)
+
+    def _validator(self, pointer: str) -> Draft202012Validator:
+        return Draft202012Validator({"$ref": f"{SPEC_URI}#{pointer}"}, registry=self.registry)
+
+    def _param(self, p: dict[str, Any], pointer: str) -> Param:
+        if "$ref" in p:
+            ref = p["$ref"]
+            p = self._resolve(ref)
+            pointer = ref.removeprefix("#")
+        if "content" in p:
+            media = next(iter(p["content"]))
+            schema_pointer = f"{pointer}/content/{_escape(media)}/schema"
+            schema = p["content"][media].get("schema", {})
+            is_json = True
+        else:
+            schema_pointer = f"{pointer}/schema"
+            schema = p.get("schema", {})
+            is_json = False
+        if "$ref" in schema:
+            schema = self._resolve(schema["$ref"])
+        stype = schema.get("type")
+        return Param(
+            name=p["name"], location=p["in"], required=bool(p.get("required", False)),
+            json=is_json, type=stype if isinstance(stype, str) else None,
+            validator=self._validator(schema_pointer), default=schema.get("default"),
+        )
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _coerce(raw: str, p: Param) -> Any:
+    if p.type == "integer":
+        text = raw.strip()
+        if text.lstrip("+-").isdigit() and text.isascii():
+            return int(text)
+        raise BadRequest.param(p.name, f"expected an integer, got {raw!r}", expected="integer")
+    if p.type == "number":
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise BadRequest.param(p.name, f"expected a number, got {raw!r}", expected="number")
+        return value
+    if p.type == "boolean":
+        if raw in ("true", "false"):
+            return raw == "true"
+        raise BadRequest.param(p.name, f"expected true or false, got {raw!r}", expected="boolean")
+    return raw
+
+
+def _decode_json(raw: str | bytes, param: str | None) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = f"not valid JSON ({exc})"
+        if param is not None:
+            raise BadRequest.param(param, reason, expected="JSON") from None
+        raise BadRequest(f"Malformed JSON body: {exc}", {"field": "(body)", "reason": reason}) from None
+
+
+def _validate(validator: Draft202012Validator, value: Any, param: str | None) -> None:
+    error = best_match(validator.iter_errors(value))
+    if error is None:
+        return
+    location = _location(error)
+    reason = _reason(error)
+    if param is not None:
+        details: dict[str, Any] = {"param": param, "reason": reason}
+        where = param + "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in location)
+        if location and param == "filters":
+            details["field"] = str(location[0])
+            ops = [p for p in location[1:] if isinstance(p, str) and p.startswith("$")]
+            if ops:
+                details["operator"] = ops[0]
+        raise BadRequest(f"Invalid query parameter {where}: {reason}", details)
+    field_path = ".".join(str(p) for p in location) or "(body)"
+    raise BadRequest(f"Invalid request body at {field_path}: {reason}", {"field": field_path, "reason": reason})
+
+
+def _location(error: ValidationError) -> list[str | int]:
+    path: list[str | int] = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        if extra:
+            path.append(extra[0])
+    elif error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        if missing:
+            path.append(missing[0])
+    return path
+
+
+def _reason(error: ValidationError) -> str:
+    v = error.validator
+    if v in ("anyOf", "oneOf"):
+        if error.instance is None:
+            return 'null is not a valid value here (to match empty fields, use {"$empty": true})'
+        return "expected " + " or ".join(_describe_schema(s) for s in error.validator_value)
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        return f"unknown key; allowed keys are {', '.join(allowed)}" if allowed else "unknown key"
+    if v == "required":
+        return "is required"
+    if v == "type":
+        want = error.validator_value
+        want_s = " or ".join(want) if isinstance(want, list) else str(want)
+        return f"expected {want_s}, got {_json_type(error.instance)}"
+    if v == "enum":
+        return f"expected one of {error.validator_value}, got {_short(error.instance)}"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"must be {_BOUND[v]} {error.validator_value}, got {_short(error.instance)}"
+    if v in ("minLength", "maxLength", "minProperties", "maxProperties", "minItems", "maxItems"):
+        return f"{error.message}"
+    return error.message
+
+
+def _describe_schema(schema: Any) -> str:
+    if not isinstance(schema, dict):
+        return "a value"
+    if "$ref" in schema:
+        return "a " + str(schema["$ref"]).rsplit("/", 1)[-1]
+    t = schema.get("type")
+    if isinstance(t, list):
+        return " or ".join(t)
+    return str(t) if t else "a value"
+
+
+_BOUND = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
+
+
+def _short(value: Any) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
