@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -30,7 +31,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0].startswith("-") and args[0] not in ("-h", "--help", "--version"):
+    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
         args.insert(0, "serve")
     ns = _parser().parse_args(args)
     if ns.command == "check-fixtures":
@@ -52,8 +53,10 @@ def _check_fixtures(directory: str) -> int:
     counts = {o.id: 0 for o in fs.objects}
     for rec in fs.records:
         counts[rec.object_id] += 1
-    print(f"{directory}: OK: {len(fs.objects)} objects, {len(fs.records)} records "
-          f"({', '.join(f'{k} {v}' for k, v in counts.items())}), {len(fs.users)} users, {len(fs.keys)} keys")
+    print(
+        f"{directory}: OK: {len(fs.objects)} objects, {len(fs.records)} records "
+        f"({', '.join(f'{k} {v}' for k, v in counts.items())}), {len(fs.users)} users, {len(fs.keys)} keys"
+    )
     return 0
 
 
@@ -73,7 +76,10 @@ def _serve(ns: argparse.Namespace) -> int:
     try:
         sock = bind(ns.host, ns.port)
     except OSError as exc:
-        print(f"kantos-mock: cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"kantos-mock: cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1
     url = base_url(sock)
     keys = app.state.tenants.default.keys
@@ -85,9 +91,7 @@ def _serve(ns: argparse.Namespace) -> int:
         print(f"API key:  {key}", flush=True)
         print(f"try:      curl -s {url}/api/crm/objects -H 'X-Api-Key: {key}'", flush=True)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve_forever(app, sock, ready)
-    except KeyboardInterrupt:
-        pass
     print("kantos-mock: stopped", flush=True)
     return 0

@@ -38,8 +38,13 @@ def base_url(sock: socket.socket) -> str:
 
 
 def uvicorn_config(app: Starlette, **overrides: Any) -> uvicorn.Config:
-    options: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "off",
-                               "loop": "auto", "http": "auto"}
+    options: dict[str, Any] = {
+        "log_level": "warning",
+        "access_log": False,
+        "lifespan": "off",
+        "loop": "auto",
+        "http": "auto",
+    }
     options.update(overrides)
     return uvicorn.Config(app, **options)
 
@@ -133,5 +138,10 @@ class MockServer:
     def __enter__(self) -> MockServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

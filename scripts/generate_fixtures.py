@@ -235,9 +235,7 @@ def rand_instant(rng: random.Random, lo: datetime, hi: datetime) -> datetime:
     for _ in range(100):
         day = lo.date() + timedelta(days=rng.randint(0, days))
         hour = rng.randint(7, 19) if rng.random() < 0.85 else rng.randint(0, 23)
-        dt = datetime(
-            day.year, day.month, day.day, hour, rng.randint(0, 59), rng.randint(0, 59), tzinfo=UTC
-        )
+        dt = datetime(day.year, day.month, day.day, hour, rng.randint(0, 59), rng.randint(0, 59), tzinfo=UTC)
         if lo <= dt <= hi:
             return dt
     return lo
@@ -499,9 +497,7 @@ def gen_companies(rng: random.Random, ids: IdMaker, n: int = 70) -> list[dict[st
         if rng.random() < 0.55:
             created = rand_instant(rng, start, datetime(2023, 1, 31, tzinfo=UTC))
         else:
-            created = rand_instant(
-                rng, datetime(2023, 2, 1, tzinfo=UTC), datetime(2025, 3, 31, tzinfo=UTC)
-            )
+            created = rand_instant(rng, datetime(2023, 2, 1, tzinfo=UTC), datetime(2025, 3, 31, tzinfo=UTC))
         updated = later(rng, created, 500, same_p=0.25)
         v: dict[str, Any] = {"name": name}
         if rng.random() < 0.92:
@@ -611,9 +607,7 @@ def gen_contacts(
         base = {
             **ANCHOR_DEFAULTS,
             "created": ts(
-                rand_instant(
-                    rng, datetime(2023, 1, 10, tzinfo=UTC), datetime(2023, 12, 20, tzinfo=UTC)
-                )
+                rand_instant(rng, datetime(2023, 1, 10, tzinfo=UTC), datetime(2023, 12, 20, tzinfo=UTC))
             ),
             "deal_value": [15000, 60000, 27500.25, 10000, 82000][i % 5],
             "phone": pick_phone(rng),
@@ -734,18 +728,15 @@ def gen_contacts(
             v["linkedin"] = f"https://www.linkedin.com/in/{handle}"
 
         if rng.random() < 0.30:
-            v["avatar"] = (
-                f"https://avatars.kantos-demo.example/{rng.getrandbits(40):010x}."
-                + rng.choice(["jpg", "png", "webp"])
+            v["avatar"] = f"https://avatars.kantos-demo.example/{rng.getrandbits(40):010x}." + rng.choice(
+                ["jpg", "png", "webp"]
             )
 
         if rng.random() < 0.90:
             v["do_not_contact"] = rng.random() < 0.15
 
         if rng.random() < 0.75:
-            v["score"] = (
-                rng.randint(0, 100) if rng.random() < 0.6 else round(rng.uniform(0, 100), 1)
-            )
+            v["score"] = rng.randint(0, 100) if rng.random() < 0.6 else round(rng.uniform(0, 100), 1)
 
         if "by" in p:
             by = p["by"]
@@ -764,15 +755,11 @@ def split_name(name: str) -> tuple[str, str]:
     return name_token(first), name_token(last)
 
 
-def make_email(
-    rng: random.Random, name: str, company: dict[str, Any] | None, taken: set[str]
-) -> str:
+def make_email(rng: random.Random, name: str, company: dict[str, Any] | None, taken: set[str]) -> str:
     first, last = split_name(name)
     host = email_host(company) if company else None
     if host is None or rng.random() < 0.3:
-        host = rng.choice(
-            ["example.com", "example.org", "example.net", "mail.example", "inbox.example"]
-        )
+        host = rng.choice(["example.com", "example.org", "example.net", "mail.example", "inbox.example"])
     styles = [
         f"{first}.{last}",
         f"{first[:1]}{last}",
@@ -889,9 +876,7 @@ EMAIL_RE = re.compile(
 )
 PHONE_RE = re.compile(r"^[0-9+()\-. ]+$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-DATETIME_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2})$"
-)
+DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2})$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 REC_ID_RE = re.compile(r"^rec_[0-9a-f]{12}$")
 
@@ -927,9 +912,7 @@ def is_datetime(v: str) -> bool:
     return True
 
 
-def check_value(
-    f: dict[str, Any], v: Any, existing: dict[str, set[str]], users: set[str]
-) -> str | None:
+def check_value(f: dict[str, Any], v: Any, existing: dict[str, set[str]], users: set[str]) -> str | None:
     t = f["type"]
     opts = f.get("options") or {}
     if v is None or v == "" or v == []:
@@ -1066,10 +1049,7 @@ DOC_FILTERS: list[tuple[str, Any]] = [
 
 
 def doc_filter_counts(contacts: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    rows = [
-        (text, sum(bool(pred(r["field_values"], r)) for r in contacts))
-        for text, pred in DOC_FILTERS
-    ]
+    rows = [(text, sum(bool(pred(r["field_values"], r)) for r in contacts)) for text, pred in DOC_FILTERS]
     everything = sum(all(pred(r["field_values"], r) for _, pred in DOC_FILTERS) for r in contacts)
     rows.append(("all of the above together", everything))
     return rows
@@ -1079,9 +1059,7 @@ def doc_filter_counts(contacts: list[dict[str, Any]]) -> list[tuple[str, int]]:
 
 
 def dump(data: Any, seed: int) -> str:
-    body = yaml.safe_dump(
-        data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
-    )
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
     return HEADER.format(seed=seed) + body
 
 

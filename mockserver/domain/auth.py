@@ -39,9 +39,14 @@ class ApiKey:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "key": self.key, "name": self.name, "type": self.type, "user_id": self.user.id,
-            "admin": self.user.admin, "plan": self.plan,
-            "per_minute": self.per_minute, "per_day": self.per_day,
+            "key": self.key,
+            "name": self.name,
+            "type": self.type,
+            "user_id": self.user.id,
+            "admin": self.user.admin,
+            "plan": self.plan,
+            "per_minute": self.per_minute,
+            "per_day": self.per_day,
         }
 
 
@@ -119,8 +124,12 @@ class RateLimiter:
                 f"Rate limit of {limit} requests per {'day' if by_day else 'minute'} exceeded "
                 f"for this key; retry in {retry} s",
                 retry_after=retry,
-                details={"limit": limit, "window": "day" if by_day else "minute",
-                         "retry_after": retry, "reset": reset},
+                details={
+                    "limit": limit,
+                    "window": "day" if by_day else "minute",
+                    "retry_after": retry,
+                    "reset": reset,
+                },
             )
         w[1] += 1
         w[3] += 1
@@ -135,4 +144,6 @@ class RateLimiter:
         w = self._windows.get(key.key, [minute, 0, day, 0])
         if w[2] == day and w[3] >= key.per_day:
             return RateStatus(key.per_day, 0, day + 86_400)
-        return RateStatus(key.per_minute, max(0, key.per_minute - (w[1] if w[0] == minute else 0)), minute + 60)
+        return RateStatus(
+            key.per_minute, max(0, key.per_minute - (w[1] if w[0] == minute else 0)), minute + 60
+        )

@@ -15,7 +15,14 @@ from .ids import IdSource
 from .index import ObjectStore
 from .records import Record
 from .schema import (
-    EMPTY, NOT_UNIQUE_TYPES, RESERVED_SLUGS, FieldDef, FieldType, ObjectDef, check_value, slugify,
+    EMPTY,
+    NOT_UNIQUE_TYPES,
+    RESERVED_SLUGS,
+    FieldDef,
+    FieldType,
+    ObjectDef,
+    check_value,
+    slugify,
 )
 
 
@@ -94,8 +101,10 @@ class Backend:
             raise ValidationFailed([{"field": "name", "message": "must contain a letter or a digit"}])
         object_id = f"obj_{slug}"
         if object_id in self.objects:
-            raise Conflict(f"An object with slug {slug!r} already exists",
-                           {"field": "slug", "value": slug, "id": object_id})
+            raise Conflict(
+                f"An object with slug {slug!r} already exists",
+                {"field": "slug", "value": slug, "id": object_id},
+            )
         obj = ObjectDef(object_id, name, slug, icon)
         defs: list[FieldDef] = []
         errors: list[dict[str, str]] = []
@@ -105,7 +114,10 @@ class Backend:
             if f is None:
                 continue
             if f.slug in seen:
-                raise Conflict(f"Two fields share the slug {f.slug!r}", {"field": f"fields[{i}].name", "value": f.slug})
+                raise Conflict(
+                    f"Two fields share the slug {f.slug!r}",
+                    {"field": f"fields[{i}].name", "value": f.slug},
+                )
             seen.add(f.slug)
             f.position = len(defs)
             defs.append(f)
@@ -124,8 +136,10 @@ class Backend:
         if f is None or errors:
             raise ValidationFailed(errors)
         if f.slug in obj.by_slug:
-            raise Conflict(f"{object_id} already has a field with slug {f.slug!r}",
-                           {"field": "name", "value": f.slug, "id": obj.by_slug[f.slug].id})
+            raise Conflict(
+                f"{object_id} already has a field with slug {f.slug!r}",
+                {"field": "name", "value": f.slug, "id": obj.by_slug[f.slug].id},
+            )
         f.position = len(obj.fields)
         obj.add_field(f)
         if f.unique:
@@ -141,7 +155,12 @@ class Backend:
         return f
 
     def _field_def(
-        self, obj: ObjectDef, spec: dict[str, Any], where: str, errors: list[dict[str, str]], own_object: str
+        self,
+        obj: ObjectDef,
+        spec: dict[str, Any],
+        where: str,
+        errors: list[dict[str, str]],
+        own_object: str,
     ) -> FieldDef | None:
         def err(key: str, message: str) -> None:
             errors.append({"field": f"{where}.{key}" if where else key, "message": message})
@@ -152,13 +171,18 @@ class Backend:
             err("name", "must contain a letter or a digit")
             return None
         if slug in RESERVED_SLUGS:
-            raise BadRequest.field(f"{where}.name" if where else "name",
-                                   f"the slug {slug!r} is reserved; choose another name",
-                                   reserved=sorted(RESERVED_SLUGS))
+            raise BadRequest.field(
+                f"{where}.name" if where else "name",
+                f"the slug {slug!r} is reserved; choose another name",
+                reserved=sorted(RESERVED_SLUGS),
+            )
         try:
             ftype = FieldType(spec["type"])
         except ValueError:
-            err("type", f"unknown field type {spec['type']!r}; use one of {[t.value for t in FieldType]}")
+            err(
+                "type",
+                f"unknown field type {spec['type']!r}; use one of {[t.value for t in FieldType]}",
+            )
             return None
         options = spec.get("options")
         opts = options or {}
@@ -174,8 +198,13 @@ class Backend:
         if unique and ftype in NOT_UNIQUE_TYPES:
             err("unique", f"a {ftype} field cannot be unique")
         f = FieldDef(
-            id=self.ids.new("fld_"), name=name, slug=slug, type=ftype,
-            required=bool(spec.get("required", False)), unique=unique, options=options,
+            id=self.ids.new("fld_"),
+            name=name,
+            slug=slug,
+            type=ftype,
+            required=bool(spec.get("required", False)),
+            unique=unique,
+            options=options,
         )
         if "default_value" in spec and spec["default_value"] is not None and not errors:
             value, message = check_value(f, spec["default_value"], self._record_exists, self._user_exists)
@@ -255,14 +284,21 @@ class Backend:
         self._remove(rec)
         self._undo.append(lambda: self._insert(rec))
 
-    def _check_values(self, obj: ObjectDef, field_values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    def _check_values(
+        self, obj: ObjectDef, field_values: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[dict[str, str]]]:
         values: dict[str, Any] = {}
         errors: list[dict[str, str]] = []
         for slug, raw in field_values.items():
             f = obj.by_slug.get(slug)
             if f is None:
-                errors.append({"field": slug, "message": f"unknown field for {obj.id}; its fields are "
-                               + ", ".join(x.slug for x in obj.fields)})
+                errors.append(
+                    {
+                        "field": slug,
+                        "message": f"unknown field for {obj.id}; its fields are "
+                        + ", ".join(x.slug for x in obj.fields),
+                    }
+                )
                 continue
             value, message = check_value(f, raw, self._record_exists, self._user_exists)
             if message:
@@ -329,8 +365,12 @@ def _unique_key(f: FieldDef, value: Any) -> Any:
 
 def _check_choices(opts: dict[str, Any], key: str, err: Callable[[str, str], None]) -> None:
     choices = opts.get(key)
-    if (not isinstance(choices, list) or not choices
-            or not all(isinstance(c, str) and c for c in choices) or len(set(choices)) != len(choices)):
+    if (
+        not isinstance(choices, list)
+        or not choices
+        or not all(isinstance(c, str) and c for c in choices)
+        or len(set(choices)) != len(choices)
+    ):
         err(f"options.{key}", "expected a non-empty array of distinct, non-empty strings")
 
 

@@ -67,7 +67,10 @@ class BadRequest(KantosError):
 
     @classmethod
     def param(cls, param: str, reason: str, **extra: Any) -> BadRequest:
-        return cls(f"Invalid query parameter '{param}': {reason}", {"param": param, "reason": reason, **extra})
+        return cls(
+            f"Invalid query parameter '{param}': {reason}",
+            {"param": param, "reason": reason, **extra},
+        )
 
     @classmethod
     def field(cls, field: str, reason: str, **extra: Any) -> BadRequest:

@@ -1,7 +1,7 @@
 """Loads a fixture folder and checks all of it; every problem is named by file and path.
 
 Layout (YAML or JSON; `.yaml`, `.yml` or `.json`):
-    objects.yaml          objects: [{id?, name, slug?, icon?, fields: [{id?, name, slug?, type, ...}]}]
+    objects.yaml          objects: [{id?, name, slug?, icon?, fields: [{name, type, ...}]}]
     users.yaml            users: [{id, name, email, admin?}]
     api_keys.yaml         keys: [{key, name?, type, user, plan, per_minute?, per_day?}]
     records/<slug>.yaml   records: [{id, created_at, updated_at?, created_by, field_values}]
@@ -20,8 +20,15 @@ from .auth import KEY_TYPES, PLANS, ApiKey, User
 from .backend import FixtureSet
 from .records import Record
 from .schema import (
-    EMPTY, NOT_UNIQUE_TYPES, RESERVED_SLUGS, FieldDef, FieldType, ObjectDef, check_value,
-    parse_datetime_us, slugify,
+    EMPTY,
+    NOT_UNIQUE_TYPES,
+    RESERVED_SLUGS,
+    FieldDef,
+    FieldType,
+    ObjectDef,
+    check_value,
+    parse_datetime_us,
+    slugify,
 )
 
 
@@ -30,7 +37,9 @@ class FixtureError(Exception):
 
     def __init__(self, problems: list[tuple[str, str, str]]) -> None:
         self.problems = problems
-        lines = [f"{file}: {path}: {message}" if path else f"{file}: {message}" for file, path, message in problems]
+        lines = [
+            f"{file}: {path}: {message}" if path else f"{file}: {message}" for file, path, message in problems
+        ]
         super().__init__(f"{len(problems)} problem(s) in the fixture set:\n  " + "\n  ".join(lines))
 
 
@@ -149,24 +158,38 @@ class _Loader:
             self.fail(f"{path}.slug", f"duplicate field slug {slug!r} in {obj.id}")
             return None
         try:
-            ftype = FieldType(spec.get("type"))
+            ftype = FieldType(str(spec.get("type")))
         except ValueError:
-            self.fail(f"{path}.type", f"unknown type {spec.get('type')!r}; use one of {[t.value for t in FieldType]}")
+            self.fail(
+                f"{path}.type",
+                f"unknown type {spec.get('type')!r}; use one of {[t.value for t in FieldType]}",
+            )
             return None
         options = spec.get("options")
         if options is not None and not isinstance(options, dict):
             self.fail(f"{path}.options", "expected a mapping")
             return None
         opts = options or {}
-        need = {FieldType.STATUS: "stages", FieldType.DROPDOWN: "choices", FieldType.MULTI_SELECT: "choices"}
+        need = {
+            FieldType.STATUS: "stages",
+            FieldType.DROPDOWN: "choices",
+            FieldType.MULTI_SELECT: "choices",
+        }
         key = need.get(ftype)
         if key is not None:
             choices = opts.get(key)
-            if not isinstance(choices, list) or not choices or not all(isinstance(c, str) and c for c in choices):
+            if (
+                not isinstance(choices, list)
+                or not choices
+                or not all(isinstance(c, str) and c for c in choices)
+            ):
                 self.fail(f"{path}.options.{key}", "expected a non-empty list of strings")
                 return None
         if ftype == FieldType.REFERENCE and opts.get("object_id") not in objects:
-            self.fail(f"{path}.options.object_id", f"expected an object id of this set, got {opts.get('object_id')!r}")
+            self.fail(
+                f"{path}.options.object_id",
+                f"expected an object id of this set, got {opts.get('object_id')!r}",
+            )
             return None
         unique = bool(spec.get("unique", False))
         if unique and ftype in NOT_UNIQUE_TYPES:
@@ -192,8 +215,12 @@ class _Loader:
                 self.fail(f"{path}.id", f"user ids start with 'user_', got {uid!r}")
             if uid in users:
                 self.fail(f"{path}.id", f"duplicate user id {uid!r}")
-            users[uid] = User(uid, self._str(item, "name", path) or uid, item.get("email") or "",
-                              bool(item.get("admin", False)))
+            users[uid] = User(
+                uid,
+                self._str(item, "name", path) or uid,
+                item.get("email") or "",
+                bool(item.get("admin", False)),
+            )
         return users
 
     def _keys(self, users: dict[str, User]) -> dict[str, ApiKey]:
@@ -225,8 +252,15 @@ class _Loader:
                         self.fail(f"{path}.{name}", f"expected a positive integer, got {value!r}")
                     else:
                         limits[name] = value
-            keys[key] = ApiKey(key, str(item.get("name") or key), ktype, users[uid], plan,
-                               limits["per_minute"], limits["per_day"])
+            keys[key] = ApiKey(
+                key,
+                str(item.get("name") or key),
+                ktype,
+                users[uid],
+                plan,
+                limits["per_minute"],
+                limits["per_day"],
+            )
         return keys
 
     def _records(self, objects: dict[str, ObjectDef], users: dict[str, User]) -> list[Record]:
@@ -234,7 +268,11 @@ class _Loader:
         loaded: list[tuple[str, str, ObjectDef, dict[str, Any]]] = []
         seen: dict[str, str] = {}  # id -> object id, for references and duplicates
         folder = self.root / "records"
-        files = sorted(p for p in folder.glob("*") if p.suffix in (".yaml", ".yml", ".json")) if folder.is_dir() else []
+        files = (
+            sorted(p for p in folder.glob("*") if p.suffix in (".yaml", ".yml", ".json"))
+            if folder.is_dir()
+            else []
+        )
         for path in files:
             items = self._read_file(path, "records")
             obj = by_slug.get(path.stem)
@@ -252,16 +290,21 @@ class _Loader:
                 loaded.append((self.file, f"records[{i}]", obj, item))
         records: list[Record] = []
         unique: dict[tuple[str, str, Any], str] = {}
-        for file, path, obj, item in loaded:
+        for file, where, obj, item in loaded:
             self.file = file
-            rec = self._record(item, path, obj, users, seen, unique)
+            rec = self._record(item, where, obj, users, seen, unique)
             if rec is not None:
                 records.append(rec)
         return records
 
     def _record(
-        self, item: dict[str, Any], path: str, obj: ObjectDef, users: dict[str, User],
-        seen: dict[str, str], unique: dict[tuple[str, str, Any], str],
+        self,
+        item: dict[str, Any],
+        path: str,
+        obj: ObjectDef,
+        users: dict[str, User],
+        seen: dict[str, str],
+        unique: dict[tuple[str, str, Any], str],
     ) -> Record | None:
         ok = True
         stamps: dict[str, int] = {}
@@ -300,7 +343,10 @@ class _Loader:
                 if f.unique:
                     ukey = (obj.id, slug, value.lower() if f.type == FieldType.EMAIL else value)
                     if ukey in unique:
-                        self.fail(f"{path}.field_values.{slug}", f"{value!r} is unique but also used by {unique[ukey]}")
+                        self.fail(
+                            f"{path}.field_values.{slug}",
+                            f"{value!r} is unique but also used by {unique[ukey]}",
+                        )
                         ok = False
                     unique[ukey] = str(item.get("id"))
         for f in obj.fields:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from .records import Kind, KeySpec, Record
+from .records import KeySpec, Kind, Record
 
 #: Sorts after every record id (ids are ASCII).
 ID_MAX = "\U0010ffff"
@@ -79,14 +79,8 @@ class FieldIndex:
 
     def _bounds(self, lo: Any, lo_incl: bool, hi: Any, hi_incl: bool) -> tuple[int, int]:
         sl = self.sorted
-        if lo is None:
-            start = 0
-        else:
-            start = sl.bisect_left((lo,)) if lo_incl else sl.bisect_right((lo, ID_MAX))
-        if hi is None:
-            stop = len(sl)
-        else:
-            stop = sl.bisect_right((hi, ID_MAX)) if hi_incl else sl.bisect_left((hi,))
+        start = 0 if lo is None else sl.bisect_left((lo,)) if lo_incl else sl.bisect_right((lo, ID_MAX))
+        stop = len(sl) if hi is None else sl.bisect_right((hi, ID_MAX)) if hi_incl else sl.bisect_left((hi,))
         return start, stop
 
     # --- ordering ---------------------------------------------------------------------------

@@ -14,12 +14,23 @@ from typing import Any
 
 from .errors import BadRequest
 from .index import FieldIndex, ObjectStore
-from .records import Kind, KeySpec, key_spec
+from .records import KeySpec, Kind, key_spec
 from .schema import ObjectDef, is_number, parse_date, parse_instant_operand
 
 OPERATORS = (
-    "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin",
-    "$contains", "$not_contains", "$starts_with", "$ends_with", "$empty",
+    "$eq",
+    "$ne",
+    "$gt",
+    "$gte",
+    "$lt",
+    "$lte",
+    "$in",
+    "$nin",
+    "$contains",
+    "$not_contains",
+    "$starts_with",
+    "$ends_with",
+    "$empty",
 )
 RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 TEXT_OPS = ("$contains", "$not_contains", "$starts_with", "$ends_with")
@@ -94,7 +105,9 @@ class Query:
 # --- compiling -------------------------------------------------------------------------------
 
 
-def compile_query(obj: ObjectDef, filters: dict[str, Any] | None, sort: str | None, order: str | None) -> Query:
+def compile_query(
+    obj: ObjectDef, filters: dict[str, Any] | None, sort: str | None, order: str | None
+) -> Query:
     """Check `filters` and `sort` against the object's fields; raise BadRequest naming them."""
     conditions = [_compile_key(obj, slug, cond) for slug, cond in (filters or {}).items()]
     sort_slug = sort if sort is not None else "created_at"
@@ -105,7 +118,7 @@ def compile_query(obj: ObjectDef, filters: dict[str, Any] | None, sort: str | No
             f"unknown sort field {sort_slug!r} for {obj.id}; use a field slug or one of "
             "id, created_at, updated_at, created_by",
             field=sort_slug,
-            known=sorted(obj.by_slug) + ["created_at", "created_by", "id", "updated_at"],
+            known=[*sorted(obj.by_slug), "created_at", "created_by", "id", "updated_at"],
         )
     return Query(conditions, spec, order == "desc")
 
@@ -116,9 +129,10 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
         raise BadRequest(
             f"Unknown filter field {slug!r} for {obj.id}",
             {
-                "param": "filters", "field": slug,
+                "param": "filters",
+                "field": slug,
                 "reason": f"unknown field; {obj.id} has "
-                + ", ".join(sorted(obj.by_slug) + ["created_at", "created_by", "id", "updated_at"]),
+                + ", ".join([*sorted(obj.by_slug), "created_at", "created_by", "id", "updated_at"]),
             },
         )
     if not isinstance(cond, dict):
@@ -133,8 +147,12 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
         if op not in OPERATORS:
             raise BadRequest(
                 f"Unknown filter operator {op!r} on {slug!r}",
-                {"param": "filters", "field": slug, "operator": op,
-                 "reason": "unknown operator; use one of " + ", ".join(OPERATORS)},
+                {
+                    "param": "filters",
+                    "field": slug,
+                    "operator": op,
+                    "reason": "unknown operator; use one of " + ", ".join(OPERATORS),
+                },
             )
         if operand is None:
             raise _operand_error(spec, op, _expected_scalar(spec, op), operand)
@@ -155,8 +173,16 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
             if plan is not None:
                 plans.append(plan)
     if lo is not None or hi is not None:
-        plans.append(Plan("range", exact=False, lo=lo and lo[0], lo_incl=lo[1] if lo else True,
-                          hi=hi and hi[0], hi_incl=hi[1] if hi else True))
+        plans.append(
+            Plan(
+                "range",
+                exact=False,
+                lo=lo and lo[0],
+                lo_incl=lo[1] if lo else True,
+                hi=hi and hi[0],
+                hi_incl=hi[1] if hi else True,
+            )
+        )
     # One plan per condition: prefer the narrowest kind; the rest stay as tests.
     plan = min(plans, key=lambda p: _PLAN_PREFERENCE[p.kind]) if plans else None
     if plan is not None and len(tests) > 1:
@@ -268,13 +294,16 @@ def _eq(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
     expected = _expected_scalar(spec, op)
     if kind == Kind.MULTI:
         if isinstance(operand, str):
-            return (False, lambda v: v is not None and operand in v), Plan("options", exact=True, keys=[operand])
+            return (False, lambda v: v is not None and operand in v), Plan(
+                "options", exact=True, keys=[operand]
+            )
         if isinstance(operand, list) and op in ("$eq", "$ne") and all(isinstance(x, str) for x in operand):
             target = frozenset(operand)
             if not target:  # [] is the empty value: nothing non-empty equals it
                 return (False, lambda v: False), Plan("none", exact=True)
             return (False, lambda v: v is not None and frozenset(v) == target), Plan(
-                "options", exact=False, keys=[next(iter(target))])
+                "options", exact=False, keys=[next(iter(target))]
+            )
         raise _operand_error(spec, op, expected, operand)
     if kind in (Kind.STRING, Kind.CHOICE):
         if not isinstance(operand, str):
@@ -317,10 +346,17 @@ def _range_operand(spec: KeySpec, op: str, operand: Any) -> Any:
         us = parse_instant_operand(operand) if isinstance(operand, str) else None
         if us is None:
             raise _operand_error(
-                spec, op, "a date (YYYY-MM-DD) or a datetime with an offset (2024-01-15T10:30:00Z)", operand)
+                spec,
+                op,
+                "a date (YYYY-MM-DD) or a datetime with an offset (2024-01-15T10:30:00Z)",
+                operand,
+            )
         return us
     raise _not_applicable(
-        spec, op, "range operators apply to number, currency, date, datetime, created_at and updated_at")
+        spec,
+        op,
+        "range operators apply to number, currency, date, datetime, created_at and updated_at",
+    )
 
 
 def _expected_scalar(spec: KeySpec, op: str) -> str:
@@ -352,16 +388,25 @@ def _json_type(value: Any) -> str:
 def _operand_error(spec: KeySpec, op: str, expected: str, got: Any) -> BadRequest:
     return BadRequest(
         f"Filter on {spec.slug!r} ({spec.type_name}): {op} expects {expected}, got {_json_type(got)}",
-        {"param": "filters", "field": spec.slug, "operator": op, "expected": expected,
-         "reason": f"{op} on a {spec.type_name} field expects {expected}, got {_json_type(got)}"},
+        {
+            "param": "filters",
+            "field": spec.slug,
+            "operator": op,
+            "expected": expected,
+            "reason": f"{op} on a {spec.type_name} field expects {expected}, got {_json_type(got)}",
+        },
     )
 
 
 def _not_applicable(spec: KeySpec, op: str, why: str) -> BadRequest:
     return BadRequest(
         f"Filter on {spec.slug!r} ({spec.type_name}): {op} does not apply; {why}",
-        {"param": "filters", "field": spec.slug, "operator": op,
-         "reason": f"{op} does not apply to a {spec.type_name} field; {why}"},
+        {
+            "param": "filters",
+            "field": spec.slug,
+            "operator": op,
+            "reason": f"{op} does not apply to a {spec.type_name} field; {why}",
+        },
     )
 
 
@@ -404,7 +449,12 @@ def select(store: ObjectStore, conditions: list[Condition]) -> list[str] | None:
 
 
 def order_page(
-    store: ObjectStore, matches: list[str] | None, sort: KeySpec, desc: bool, offset: int, limit: int
+    store: ObjectStore,
+    matches: list[str] | None,
+    sort: KeySpec,
+    desc: bool,
+    offset: int,
+    limit: int,
 ) -> list[str]:
     """The ids of one page of `matches` (None: all records) in sort order."""
     idx = store.index(sort)
@@ -435,7 +485,7 @@ def order_page(
     with_value = sorted(r for r in matches if r in keys)
     with_value.sort(key=keys.__getitem__, reverse=desc)  # stable: ties stay by id ascending
     empty = sorted(r for r in matches if r not in keys)
-    return (with_value + empty)[offset:offset + limit]
+    return (with_value + empty)[offset : offset + limit]
 
 
 def run(store: ObjectStore, query: Query, page: int, per_page: int) -> tuple[list[str], int]:

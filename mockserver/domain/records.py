@@ -47,13 +47,13 @@ class Record:
 
 #: The kind of a filterable/sortable key, which decides how values compare.
 class Kind:
-    NUMBER = "number"      # number, currency
-    STRING = "string"      # text-like; sorts lowercased
-    CHOICE = "choice"      # status, dropdown: ordered options, case-folded equality
+    NUMBER = "number"  # number, currency
+    STRING = "string"  # text-like; sorts lowercased
+    CHOICE = "choice"  # status, dropdown: ordered options, case-folded equality
     BOOLEAN = "boolean"
-    DATE = "date"          # YYYY-MM-DD strings compare in calendar order
-    INSTANT = "instant"    # datetime fields and created_at/updated_at: microseconds UTC
-    MULTI = "multi"        # multi_select
+    DATE = "date"  # YYYY-MM-DD strings compare in calendar order
+    INSTANT = "instant"  # datetime fields and created_at/updated_at: microseconds UTC
+    MULTI = "multi"  # multi_select
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +62,21 @@ class KeySpec:
 
     slug: str
     kind: str
-    field: FieldDef | None          # None for the system fields
-    type_name: str                  # field type, or the system field's own name
-    get: Callable[[Record], Any]    # the stored value, None when empty
+    field: FieldDef | None  # None for the system fields
+    type_name: str  # field type, or the system field's own name
+    get: Callable[[Record], Any]  # the stored value, None when empty
     sort_key: Callable[[Any], Any]  # stored (non-empty) value -> orderable key
 
 
 _STRING_TYPES = {
-    FieldType.TEXT, FieldType.LONG_TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.URL,
-    FieldType.IMAGE, FieldType.REFERENCE, FieldType.USER,
+    FieldType.TEXT,
+    FieldType.LONG_TEXT,
+    FieldType.EMAIL,
+    FieldType.PHONE,
+    FieldType.URL,
+    FieldType.IMAGE,
+    FieldType.REFERENCE,
+    FieldType.USER,
 }
 
 

@@ -37,8 +37,16 @@ NUMERIC_TYPES = frozenset({FieldType.NUMBER, FieldType.CURRENCY})
 #: Types whose value is a string and for which `""` means "empty" on writes.
 STRING_EMPTYABLE = frozenset(
     {
-        FieldType.TEXT, FieldType.LONG_TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.URL,
-        FieldType.IMAGE, FieldType.STATUS, FieldType.DROPDOWN, FieldType.REFERENCE, FieldType.USER,
+        FieldType.TEXT,
+        FieldType.LONG_TEXT,
+        FieldType.EMAIL,
+        FieldType.PHONE,
+        FieldType.URL,
+        FieldType.IMAGE,
+        FieldType.STATUS,
+        FieldType.DROPDOWN,
+        FieldType.REFERENCE,
+        FieldType.USER,
     }
 )
 #: `unique` makes no sense on these (CONTRACT.md, "Schema writes").
@@ -89,8 +97,13 @@ class FieldDef:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "name": self.name, "slug": self.slug, "type": str(self.type),
-            "required": self.required, "unique": self.unique, "position": self.position,
+            "id": self.id,
+            "name": self.name,
+            "slug": self.slug,
+            "type": str(self.type),
+            "required": self.required,
+            "unique": self.unique,
+            "position": self.position,
         }
         if self.options is not None:
             out["options"] = self.options
@@ -114,7 +127,10 @@ class ObjectDef:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "slug": self.slug, "icon": self.icon,
+            "id": self.id,
+            "name": self.name,
+            "slug": self.slug,
+            "icon": self.icon,
             "field_count": len(self.fields),
         }
 

@@ -31,13 +31,17 @@ class Tenants:
         if backend is not None:
             return backend
         if len(name) > MAX_NAME:
-            raise BadRequest(f"X-Mock-Tenant is at most {MAX_NAME} characters",
-                             {"header": "X-Mock-Tenant", "reason": "too long"})
+            raise BadRequest(
+                f"X-Mock-Tenant is at most {MAX_NAME} characters",
+                {"header": "X-Mock-Tenant", "reason": "too long"},
+            )
         with self._lock:
             if name not in self._backends:
                 if len(self._backends) >= MAX_TENANTS:
-                    raise BadRequest(f"At most {MAX_TENANTS} tenants; reset or reuse one",
-                                     {"header": "X-Mock-Tenant", "reason": "too many tenants"})
+                    raise BadRequest(
+                        f"At most {MAX_TENANTS} tenants; reset or reuse one",
+                        {"header": "X-Mock-Tenant", "reason": "too many tenants"},
+                    )
                 self._backends[name] = Backend(self.fixtures, Clock(), IdSource(self.seed))
             return self._backends[name]
 

@@ -24,26 +24,57 @@ Handler = Callable[[Backend, ApiKey, dict[str, Any], dict[str, Any], Any], tuple
 def _page(page: Page) -> dict[str, Any]:
     return {
         "data": [r.to_json() for r in page.records],
-        "pagination": {"total": page.total, "page": page.page, "per_page": page.per_page,
-                       "total_pages": page.total_pages},
+        "pagination": {
+            "total": page.total,
+            "page": page.page,
+            "per_page": page.per_page,
+            "total_pages": page.total_pages,
+        },
     }
 
 
+def _deleted(backend: Backend, record_id: str) -> tuple[int, None]:
+    backend.delete_record(record_id)
+    return 204, None
+
+
 HANDLERS: dict[str, Handler] = {
-    "queryRecords": lambda b, k, path, q, body: (200, _page(b.query_records(
-        q["object_id"], q.get("filters"), q.get("sort"), q.get("order"),
-        q.get("page", 1), q.get("per_page", 25)))),
+    "queryRecords": lambda b, k, path, q, body: (
+        200,
+        _page(
+            b.query_records(
+                q["object_id"],
+                q.get("filters"),
+                q.get("sort"),
+                q.get("order"),
+                q.get("page", 1),
+                q.get("per_page", 25),
+            )
+        ),
+    ),
     "getRecord": lambda b, k, path, q, body: (200, b.get_record(path["record_id"]).to_json()),
     "createRecord": lambda b, k, path, q, body: (
-        201, b.create_record(body["object_id"], body["field_values"], k.user.id).to_json()),
+        201,
+        b.create_record(body["object_id"], body["field_values"], k.user.id).to_json(),
+    ),
     "updateRecord": lambda b, k, path, q, body: (
-        200, b.update_record(path["record_id"], body["field_values"]).to_json()),
-    "deleteRecord": lambda b, k, path, q, body: (204, b.delete_record(path["record_id"])),
-    "listObjects": lambda b, k, path, q, body: (200, {"data": [o.summary() for o in b.list_objects()]}),
+        200,
+        b.update_record(path["record_id"], body["field_values"]).to_json(),
+    ),
+    "deleteRecord": lambda b, k, path, q, body: _deleted(b, path["record_id"]),
+    "listObjects": lambda b, k, path, q, body: (
+        200,
+        {"data": [o.summary() for o in b.list_objects()]},
+    ),
     "getObject": lambda b, k, path, q, body: (200, b.get_object(path["object_id"]).to_json()),
     "createObject": lambda b, k, path, q, body: (
-        201, b.create_object(body["name"], body.get("icon"), body.get("fields", [])).to_json()),
-    "createField": lambda b, k, path, q, body: (201, b.create_field(path["object_id"], body).to_json()),
+        201,
+        b.create_object(body["name"], body.get("icon"), body.get("fields", [])).to_json(),
+    ),
+    "createField": lambda b, k, path, q, body: (
+        201,
+        b.create_field(path["object_id"], body).to_json(),
+    ),
 }
 
 
@@ -53,7 +84,10 @@ def check_content_type(value: str | None) -> None:
     ok = media.strip().lower() == "application/json"
     for param in params.split(";") if ok else ():
         name, _, arg = param.partition("=")
-        if name.strip().lower() == "charset" and arg.strip().strip('"').lower() not in ("utf-8", "utf8"):
+        if name.strip().lower() == "charset" and arg.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
             ok = False
     if not ok:
         raise UnsupportedMediaType(
@@ -65,15 +99,19 @@ def check_content_type(value: str | None) -> None:
 async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {MAX_BODY} (1 MiB)",
-                              {"limit": MAX_BODY, "size": int(declared)})
+        raise PayloadTooLarge(
+            f"The body is {declared} bytes; the limit is {MAX_BODY} (1 MiB)",
+            {"limit": MAX_BODY, "size": int(declared)},
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY:
-            raise PayloadTooLarge(f"The body exceeds the limit of {MAX_BODY} bytes (1 MiB)",
-                                  {"limit": MAX_BODY, "size": size})
+            raise PayloadTooLarge(
+                f"The body exceeds the limit of {MAX_BODY} bytes (1 MiB)",
+                {"limit": MAX_BODY, "size": size},
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -105,7 +143,9 @@ def _endpoint(ops: dict[str, Operation]) -> Callable[[Request], Any]:
 
 
 def api_routes(spec: Spec) -> list[Route]:
-    missing = {op for ops in spec.paths.values() for op in (o.operation_id for o in ops.values())} - set(HANDLERS)
+    missing = {op for ops in spec.paths.values() for op in (o.operation_id for o in ops.values())} - set(
+        HANDLERS
+    )
     if missing:
         raise ValueError(f"{spec.source} has operations the mock does not implement: {sorted(missing)}")
     return [_any_method_route(path, _endpoint(ops)) for path, ops in spec.paths.items()]

@@ -45,6 +45,10 @@ async def not_found_handler(request: Request, exc: Exception) -> Response:
 
 async def internal_error_handler(request: Request, exc: Exception) -> Response:
     # A bug in the mock: answer in the Kantos shape; Starlette re-raises it so it is logged.
-    body = {"error": f"Internal error in the mock: {type(exc).__name__}", "code": "INTERNAL",
-            "status": 500, "details": {}}
+    body = {
+        "error": f"Internal error in the mock: {type(exc).__name__}",
+        "code": "INTERNAL",
+        "status": 500,
+        "details": {},
+    }
     return json_response(body, 500)

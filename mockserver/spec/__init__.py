@@ -79,8 +79,10 @@ class Operation:
             return None
         if not raw.strip():
             if self.body_required:
-                raise BadRequest("The request body is empty; send a JSON object",
-                                 {"field": "(body)", "reason": "a JSON body is required"})
+                raise BadRequest(
+                    "The request body is empty; send a JSON object",
+                    {"field": "(body)", "reason": "a JSON body is required"},
+                )
             return None
         value = _decode_json(raw, None)
         _validate(self.body, value, param=None)
@@ -107,8 +109,7 @@ class Spec:
                     continue
                 pointer = f"/paths/{_escape(path)}/{method}"
                 params = [
-                    self._param(p, f"/paths/{_escape(path)}/parameters/{i}")
-                    for i, p in enumerate(shared)
+                    self._param(p, f"/paths/{_escape(path)}/parameters/{i}") for i, p in enumerate(shared)
                 ]
                 overridden = {(p["name"], p["in"]) for p in op.get("parameters", [])}
                 params = [p for p in params if (p.name, p.location) not in overridden]
@@ -125,8 +126,13 @@ class Spec:
                     body_required = bool(request_body.get("required", False))
                 security = op.get("security")
                 operation = Operation(
-                    operation_id=op["operationId"], method=method.upper(), path=path, params=params,
-                    body=body, body_required=body_required, tags=op.get("tags", []),
+                    operation_id=op["operationId"],
+                    method=method.upper(),
+                    path=path,
+                    params=params,
+                    body=body,
+                    body_required=body_required,
+                    tags=op.get("tags", []),
                     security=bool(security) if security is not None else global_security,
                 )
                 ops[operation.method] = operation
@@ -166,9 +172,13 @@ class Spec:
             schema = self._resolve(schema["$ref"])
         stype = schema.get("type")
         return Param(
-            name=p["name"], location=p["in"], required=bool(p.get("required", False)),
-            json=is_json, type=stype if isinstance(stype, str) else None,
-            validator=self._validator(schema_pointer), default=schema.get("default"),
+            name=p["name"],
+            location=p["in"],
+            required=bool(p.get("required", False)),
+            json=is_json,
+            type=stype if isinstance(stype, str) else None,
+            validator=self._validator(schema_pointer),
+            default=schema.get("default"),
         )
 
 
@@ -223,18 +233,31 @@ def _validate(validator: Draft202012Validator, value: Any, param: str | None) ->
                 details["operator"] = ops[0]
         raise BadRequest(f"Invalid query parameter {where}: {reason}", details)
     field_path = ".".join(str(p) for p in location) or "(body)"
-    raise BadRequest(f"Invalid request body at {field_path}: {reason}", {"field": field_path, "reason": reason})
+    raise BadRequest(
+        f"Invalid request body at {field_path}: {reason}", {"field": field_path, "reason": reason}
+    )
+
+
+def _listed(error: ValidationError) -> list[Any]:
+    value: Any = error.validator_value
+    return list(value) if isinstance(value, list) else []
+
+
+def _properties(error: ValidationError) -> dict[str, Any]:
+    schema = error.schema
+    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    return props if isinstance(props, dict) else {}
 
 
 def _location(error: ValidationError) -> list[str | int]:
     path: list[str | int] = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(error.schema.get("properties", {}))
+        allowed = set(_properties(error))
         extra = sorted(k for k in error.instance if k not in allowed)
         if extra:
             path.append(extra[0])
     elif error.validator == "required" and isinstance(error.instance, dict):
-        missing = [k for k in error.validator_value if k not in error.instance]
+        missing = [k for k in _listed(error) if k not in error.instance]
         if missing:
             path.append(missing[0])
     return path
@@ -245,9 +268,9 @@ def _reason(error: ValidationError) -> str:
     if v in ("anyOf", "oneOf"):
         if error.instance is None:
             return 'null is not a valid value here (to match empty fields, use {"$empty": true})'
-        return "expected " + " or ".join(_describe_schema(s) for s in error.validator_value)
+        return "expected " + " or ".join(_describe_schema(s) for s in _listed(error))
     if v == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(_properties(error))
         return f"unknown key; allowed keys are {', '.join(allowed)}" if allowed else "unknown key"
     if v == "required":
         return "is required"
@@ -275,7 +298,12 @@ def _describe_schema(schema: Any) -> str:
     return str(t) if t else "a value"
 
 
-_BOUND = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
+_BOUND = {
+    "minimum": "at least",
+    "maximum": "at most",
+    "exclusiveMinimum": "more than",
+    "exclusiveMaximum": "less than",
+}
 
 
 def _short(value: Any) -> str:
