@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from . import query as q
-from .auth import ApiKey, RateLimiter, User
+from .auth import PLANS, ApiKey, RateLimiter, User
 from .clock import Clock, whole_seconds
 from .errors import BadRequest, Conflict, NotFound, ValidationFailed
 from .ids import IdSource
@@ -24,6 +25,7 @@ from .schema import (
     check_value,
     slugify,
 )
+from .webhooks import Webhooks
 
 
 @dataclass(slots=True)
@@ -56,8 +58,10 @@ class Backend:
         self.clock = clock or Clock()
         self.ids = ids or IdSource()
         self.users = fixtures.users
-        self.keys = fixtures.keys
+        # Keys are copied: a tenant may change its plan or limits, and reset restores them.
+        self.keys = {k: dataclasses.replace(v) for k, v in fixtures.keys.items()}
         self.limiter = RateLimiter()
+        self.webhooks = Webhooks(self.clock, self.ids)
         self.objects: dict[str, ObjectDef] = {}
         self.stores: dict[str, ObjectStore] = {}
         self.by_id: dict[str, Record] = {}
@@ -80,9 +84,33 @@ class Backend:
         """Back to the fixture state, undoing each change since the last reset in reverse."""
         while self._undo:
             self._undo.pop()()
+        for name, key in self.fixtures.keys.items():
+            mine = self.keys[name]
+            mine.plan, mine.per_minute, mine.per_day = key.plan, key.per_minute, key.per_day
         self.limiter.reset()
+        self.webhooks.reset()
         self.clock.reset()
         self.ids.reset()
+
+    # --- keys ----------------------------------------------------------------------------
+
+    def set_key_limits(
+        self, key: str, plan: str | None = None, per_minute: int | None = None, per_day: int | None = None
+    ) -> ApiKey:
+        """Change a key's plan (its limits follow) and/or set custom limits; reset undoes it."""
+        api_key = self.keys.get(key)
+        if api_key is None:
+            raise NotFound(f"API key {key!r} not found", {"key": key, "id": key})
+        if plan is not None:
+            if plan not in PLANS:
+                raise BadRequest.field("plan", f"expected one of {list(PLANS)}, got {plan!r}")
+            api_key.plan = plan
+            api_key.per_minute, api_key.per_day = PLANS[plan]
+        if per_minute is not None:
+            api_key.per_minute = per_minute
+        if per_day is not None:
+            api_key.per_day = per_day
+        return api_key
 
     # --- objects and fields --------------------------------------------------------------
 
@@ -261,6 +289,7 @@ class Backend:
         rec = Record(self.ids.new("rec_"), object_id, values, now, now, user_id)
         self._insert(rec)
         self._undo.append(lambda: self._remove(rec))
+        self.webhooks.emit("record.created", rec.to_json())
         return rec
 
     def update_record(self, record_id: str, field_values: dict[str, Any]) -> Record:
@@ -277,12 +306,14 @@ class Backend:
         new = old.replace(merged, max(whole_seconds(self.clock.now_us()), old.updated_at + 1000))
         self._replace(old, new)
         self._undo.append(lambda: self._replace(new, old))
+        self.webhooks.emit("record.updated", new.to_json())
         return new
 
     def delete_record(self, record_id: str) -> None:
         rec = self.get_record(record_id)
         self._remove(rec)
         self._undo.append(lambda: self._insert(rec))
+        self.webhooks.emit("record.deleted", rec.to_json())
 
     def _check_values(
         self, obj: ObjectDef, field_values: dict[str, Any]
