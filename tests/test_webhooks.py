@@ -157,7 +157,7 @@ def test_failures_are_retried_after_1_5_and_30_minutes_of_mock_time_with_a_stabl
     receiver.wait_for(1)
     for attempt, delay in enumerate(RETRY_DELAYS, start=2):
         # Not due yet: one second short of the retry delay sends nothing.
-        wait_until(lambda: backend.webhooks.log()[0]["attempts"].__len__() == attempt - 1)
+        wait_until(lambda n=attempt - 1: len(backend.webhooks.log()[0]["attempts"]) == n)  # type: ignore[misc]
         backend.clock.advance(delay - 1)
         time.sleep(0.15)
         assert len(receiver.received) == attempt - 1
