@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from .clock import to_us
 
@@ -145,7 +144,12 @@ _EMAIL = re.compile(
     r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
     r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$"
 )
-_PHONE_CHARS = re.compile(r"^[0-9+()\-. ]+$")
+# Only digits and "+ ( ) - . space", with 7 to 15 digits in all.
+_PHONE = re.compile(r"^(?=(?:[^0-9]*[0-9]){7,15}[^0-9]*\Z)[0-9+()\-. ]+$")
+# http(s), optional userinfo, a host name or [IPv6], an optional port, then no white space.
+_HTTP_URL = re.compile(
+    r"^[hH][tT][tT][pP][sS]?://(?:[^\s/?#@]*@)?(?:[^\s/?#@:\[\]]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?(?:[/?#]\S*)?$"
+)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:\d{2})$"
@@ -153,30 +157,21 @@ _DATETIME = re.compile(
 
 
 def is_email(value: str) -> bool:
-    return _EMAIL.match(value) is not None
+    return _EMAIL.fullmatch(value) is not None
 
 
 def is_phone(value: str) -> bool:
-    if not _PHONE_CHARS.match(value):
-        return False
-    digits = sum(c.isdigit() for c in value)
-    return 7 <= digits <= 15
+    return _PHONE.fullmatch(value) is not None
 
 
 def is_http_url(value: str) -> bool:
-    if any(c.isspace() for c in value):
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    m = _HTTP_URL.fullmatch(value)
+    return m is not None and (m.group(1) is None or int(m.group(1)) <= 65535)
 
 
 def parse_date(value: str) -> date | None:
     """A real calendar date written `YYYY-MM-DD`, else None."""
-    if not _DATE.match(value):
+    if not _DATE.fullmatch(value):
         return None
     try:
         return date.fromisoformat(value)
@@ -186,7 +181,7 @@ def parse_date(value: str) -> date | None:
 
 def parse_datetime_us(value: str) -> int | None:
     """Microseconds since the epoch for `YYYY-MM-DDTHH:MM[:SS[.ffffff]]` with `Z` or `±HH:MM`."""
-    if not _DATETIME.match(value):
+    if not _DATETIME.fullmatch(value):
         return None
     try:
         return to_us(datetime.fromisoformat(value.replace("Z", "+00:00")))

@@ -6,6 +6,7 @@ back typed values or a `domain.errors.BadRequest` naming the parameter or field 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from referencing.jsonschema import DRAFT202012
 from ..domain.errors import BadRequest
 
 SPEC_URI = "urn:kantos:openapi"
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -188,9 +190,8 @@ def _escape(token: str) -> str:
 
 def _coerce(raw: str, p: Param) -> Any:
     if p.type == "integer":
-        text = raw.strip()
-        if text.lstrip("+-").isdigit() and text.isascii():
-            return int(text)
+        if _INTEGER.fullmatch(raw):
+            return int(raw)
         raise BadRequest.param(p.name, f"expected an integer, got {raw!r}", expected="integer")
     if p.type == "number":
         try:
