@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..domain.auth import ApiKey, require_admin
 from ..domain.backend import Backend, Page
-from ..domain.errors import MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType
+from ..domain.errors import BadRequest, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType
+from ..domain.query import compile_query
 from ..spec import Operation, Spec
 from .responses import json_response, rate_headers
 
@@ -116,6 +118,26 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _explain_filters(backend: Backend, items: list[tuple[str, str]], exc: BadRequest) -> BadRequest:
+    """The spec decides that `filters` is malformed; when the object is known, the query engine
+    says so in the field's own terms (operator and expected type), e.g. for a bare `null`."""
+    if exc.details.get("param") != "filters":
+        return exc
+    given = dict(items)
+    obj = backend.objects.get(given.get("object_id", ""))
+    try:
+        filters = orjson.loads(given.get("filters", ""))
+    except orjson.JSONDecodeError:
+        return exc
+    if obj is None or not isinstance(filters, dict):
+        return exc
+    try:
+        compile_query(obj, filters, None, None)
+    except BadRequest as better:
+        return better
+    return exc
+
+
 def _endpoint(ops: dict[str, Operation]) -> Callable[[Request], Any]:
     allowed = sorted(ops)
 
@@ -132,7 +154,11 @@ def _endpoint(ops: dict[str, Operation]) -> Callable[[Request], Any]:
         if op.body is not None:
             check_content_type(request.headers.get("content-type"))
             raw = await read_body(request)
-        query = op.parse_query(request.query_params.multi_items())
+        items = request.query_params.multi_items()
+        try:
+            query = op.parse_query(items)
+        except BadRequest as exc:
+            raise _explain_filters(backend, items, exc) from None
         body = op.parse_body(raw)
         status, payload = HANDLERS[op.operation_id](backend, key, request.path_params, query, body)
         if status == 204:

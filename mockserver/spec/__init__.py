@@ -6,6 +6,7 @@ back typed values or a `domain.errors.BadRequest` naming the parameter or field 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -191,7 +192,10 @@ def _escape(token: str) -> str:
 def _coerce(raw: str, p: Param) -> Any:
     if p.type == "integer":
         if _INTEGER.fullmatch(raw):
-            return int(raw)
+            value = int(raw)
+            if -(2**63) <= value < 2**63:
+                return value
+            raise BadRequest.param(p.name, f"{raw} is out of range for a 64-bit integer", expected="integer")
         raise BadRequest.param(p.name, f"expected an integer, got {raw!r}", expected="integer")
     if p.type == "number":
         try:
@@ -308,7 +312,7 @@ _BOUND = {
 
 
 def _short(value: Any) -> str:
-    text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
