@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .domain.fixtures import FixtureError, load_fixtures
 from .http.app import create_app
+from .server import MockServer
 
 __version__ = "0.1.0"
-__all__ = ["FixtureError", "__version__", "create_app", "load_fixtures"]
+__all__ = ["FixtureError", "MockServer", "__version__", "create_app", "load_fixtures"]

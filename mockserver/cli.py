@@ -27,6 +27,24 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fixtures", metavar="DIR", help="fixture folder (default: the bundled set)")
     p.add_argument("--spec", metavar="PATH", help="OpenAPI file (default: the bundled openapi.yaml)")
     p.add_argument("--seed", type=int, help="seed for ids, so every run creates the same ids")
+    p.add_argument(
+        "--state-file",
+        metavar="PATH",
+        help="load the state from PATH at start when it exists; write it there atomically after each change",
+    )
+    p.add_argument(
+        "--no-control",
+        dest="control",
+        action="store_false",
+        help="turn off the control API under /_mock (reset, journal, state, faults, clock, keys)",
+    )
+    p.add_argument(
+        "--webhook-allow",
+        metavar="HOST",
+        action="append",
+        default=[],
+        help="let webhook subscriptions target HOST besides loopback addresses (repeatable)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +84,14 @@ def _serve(ns: argparse.Namespace) -> int:
     from .server import DEFAULT_API_KEY, base_url, bind, serve_forever
 
     try:
-        app = create_app(ns.fixtures, spec=ns.spec, seed=ns.seed)
+        app = create_app(
+            ns.fixtures,
+            spec=ns.spec,
+            seed=ns.seed,
+            control=ns.control,
+            state_file=ns.state_file,
+            webhook_allow=ns.webhook_allow,
+        )
     except FixtureError as exc:
         print(f"kantos-mock: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -90,6 +115,10 @@ def _serve(ns: argparse.Namespace) -> int:
         print(f"base URL: {url}", flush=True)
         print(f"API key:  {key}", flush=True)
         print(f"try:      curl -s {url}/api/crm/objects -H 'X-Api-Key: {key}'", flush=True)
+        if ns.control:
+            print(f"control:  curl -s -X POST {url}/_mock/reset   (see mockserver/control.yaml)", flush=True)
+        if ns.state_file:
+            print(f"state:    {ns.state_file} (written after each change)", flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         serve_forever(app, sock, ready)

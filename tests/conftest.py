@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from kantos_support import ADMIN_KEY, SyncASGITransport
 from starlette.applications import Starlette
 
 from mockserver import create_app
 from mockserver.domain.backend import FixtureSet
 from mockserver.domain.fixtures import load_fixtures
 
-ADMIN_KEY = "kantos_admin_local_key"
-SERVER_KEY = "kantos_server_local_key"
-INTAKE_KEY = "kantos_intake_local_key"
-FREE_KEY = "kantos_free_local_key"
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The response self-check is on in the whole suite: every app built here (in process, in a
+    # MockServer thread, or in a `kantos-mock serve` subprocess) validates each /api response
+    # against openapi.yaml and fails loudly on a mismatch.
+    os.environ["KANTOS_MOCK_VALIDATE_RESPONSES"] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +31,7 @@ def fixture_set() -> FixtureSet:
 @pytest.fixture
 def app(fixture_set: FixtureSet) -> Starlette:
     """A fresh app per test, so no test sees another's writes."""
-    return create_app(fixture_set, seed=1234)
+    return create_app(fixture_set, seed=1234, validate_responses=True)
 
 
 @pytest.fixture
@@ -38,22 +41,3 @@ def client(app: Starlette) -> Iterator[httpx.Client]:
         transport=SyncASGITransport(app), base_url="http://kantos.test", headers={"X-Api-Key": ADMIN_KEY}
     ) as c:
         yield c
-
-
-class SyncASGITransport(httpx.BaseTransport):
-    """httpx.ASGITransport is async-only: drive it from a private event loop."""
-
-    def __init__(self, app: Starlette) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._transport = httpx.ASGITransport(app=app)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        async def go() -> httpx.Response:
-            response = await self._transport.handle_async_request(request)
-            content = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
-            return httpx.Response(response.status_code, headers=response.headers, content=content)
-
-        return self._loop.run_until_complete(go())
-
-    def close(self) -> None:
-        self._loop.close()

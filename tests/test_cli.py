@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ADMIN_KEY, SyncASGITransport
+from kantos_support import ADMIN_KEY, SyncASGITransport
 
 from mockserver import __version__, create_app
 from mockserver.domain.backend import FixtureSet

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ADMIN_KEY, FREE_KEY, INTAKE_KEY, SERVER_KEY
+from kantos_support import ADMIN_KEY, FREE_KEY, INTAKE_KEY, SERVER_KEY
 from starlette.applications import Starlette
 from starlette.types import Message, Scope
 

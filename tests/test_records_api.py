@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ADMIN_KEY, FREE_KEY, SERVER_KEY, SyncASGITransport
+from kantos_support import ADMIN_KEY, FREE_KEY, SERVER_KEY, SyncASGITransport
 from starlette.applications import Starlette
 
 from mockserver import create_app

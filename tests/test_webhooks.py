@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from mockserver.domain.backend import Backend, FixtureSet
@@ -228,3 +229,42 @@ def test_unknown_event_names_are_refused(fixture_set: FixtureSet) -> None:
     with pytest.raises(BadRequest) as info:
         backend.webhooks.subscribe("http://127.0.0.1:9/x", ["record.exploded"], SECRET)
     assert "record.exploded" in info.value.message
+
+
+def test_control_api_subscribes_and_logs_deliveries_over_http(receiver: Receiver) -> None:
+    from mockserver import MockServer
+
+    receiver.statuses = [500, 200]
+    with MockServer(seed=3) as mock:
+        control = httpx.Client(base_url=mock.url)
+        api = httpx.Client(base_url=mock.url, headers={"X-Api-Key": mock.api_key})
+        sub = control.post(
+            "/_mock/webhooks", json={"url": receiver.url, "events": ["record.created"], "secret": SECRET}
+        )
+        assert sub.status_code == 201, sub.text
+        assert control.get("/_mock/webhooks").json()["data"] == [sub.json()]
+        created = api.post(
+            "/api/crm/record", json={"object_id": "obj_contacts", "field_values": {"name": "Hi"}}
+        )
+        assert created.status_code == 201
+        receiver.wait_for(1)
+        control.post("/_mock/clock", json={"advance": RETRY_DELAYS[0]}).raise_for_status()
+        receiver.wait_for(2)
+        wait_until(
+            lambda: control.get("/_mock/webhooks/deliveries").json()["data"][0]["state"] == "delivered"
+        )
+        (delivery,) = control.get("/_mock/webhooks/deliveries", params={"event": "record.created"}).json()[
+            "data"
+        ]
+        assert [a["status"] for a in delivery["attempts"]] == [500, 200]
+        assert delivery["subscription_id"] == sub.json()["id"]
+        headers, raw = receiver.received[1]
+        assert verify(raw, headers["x-kantos-signature"], SECRET)
+        assert json.loads(raw)["data"]["id"] == created.json()["id"]
+        assert control.delete(f"/_mock/webhooks/{sub.json()['id']}").status_code == 204
+        assert control.delete(f"/_mock/webhooks/{sub.json()['id']}").status_code == 404
+        refused = control.post("/_mock/webhooks", json={"url": "http://192.168.1.9/x", "secret": SECRET})
+        assert refused.status_code == 400
+        assert refused.json()["details"]["field"] == "url"
+        control.close()
+        api.close()

@@ -92,6 +92,21 @@ class Backend:
         self.clock.reset()
         self.ids.reset()
 
+    def replace_state(self, objects: list[ObjectDef], records: list[Record]) -> None:
+        """Swap in a whole checked state (an import, see `state.py`); one undo entry swaps the old
+        one back, so a later reset still returns to the fixture set."""
+        saved = (self.objects, self.stores, self.by_id, self.unique)
+        self.objects, self.stores, self.by_id, self.unique = {}, {}, {}, {}
+        for obj in objects:
+            self._add_object(obj)
+        for rec in records:
+            self._insert(rec)
+
+        def undo() -> None:
+            self.objects, self.stores, self.by_id, self.unique = saved
+
+        self._undo.append(undo)
+
     # --- keys ----------------------------------------------------------------------------
 
     def set_key_limits(

@@ -33,14 +33,14 @@ class Tenants:
         if len(name) > MAX_NAME:
             raise BadRequest(
                 f"X-Mock-Tenant is at most {MAX_NAME} characters",
-                {"header": "X-Mock-Tenant", "reason": "too long"},
+                {"param": "X-Mock-Tenant", "header": "X-Mock-Tenant", "reason": "too long"},
             )
         with self._lock:
             if name not in self._backends:
                 if len(self._backends) >= MAX_TENANTS:
                     raise BadRequest(
                         f"At most {MAX_TENANTS} tenants; reset or reuse one",
-                        {"header": "X-Mock-Tenant", "reason": "too many tenants"},
+                        {"param": "X-Mock-Tenant", "header": "X-Mock-Tenant", "reason": "too many tenants"},
                     )
                 self._backends[name] = Backend(self.fixtures, Clock(), IdSource(self.seed))
             return self._backends[name]

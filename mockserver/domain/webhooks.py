@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import json
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,10 +108,9 @@ class Delivery:
 class Webhooks:
     """One tenant's subscriptions and deliveries. Thread-safe: the sender runs elsewhere."""
 
-    def __init__(self, clock: Clock, ids: IdSource, allow_hosts: frozenset[str] = frozenset()) -> None:
+    def __init__(self, clock: Clock, ids: IdSource) -> None:
         self.clock = clock
         self.ids = ids
-        self.allow_hosts = allow_hosts
         self.lock = threading.Lock()
         self.subscriptions: dict[str, Subscription] = {}
         self.deliveries: list[Delivery] = []
@@ -122,12 +122,15 @@ class Webhooks:
             self.subscriptions.clear()
             self.deliveries.clear()
 
-    def subscribe(self, url: str, events: list[str] | None, secret: str) -> Subscription:
+    def subscribe(
+        self, url: str, events: list[str] | None, secret: str, allow_hosts: Collection[str] = ()
+    ) -> Subscription:
+        """Add a subscription; the URL must be on loopback, or its host in `allow_hosts`."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadRequest.field("url", f"expected an http or https URL, got {url!r}")
         host = parts.hostname
-        if not is_loopback_host(host) and host not in self.allow_hosts:
+        if not is_loopback_host(host) and host not in allow_hosts:
             raise BadRequest.field(
                 "url",
                 f"the mock delivers webhooks to loopback addresses only; {host!r} is not one "

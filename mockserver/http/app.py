@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,11 @@ from ..domain.fixtures import load_fixtures
 from ..domain.tenants import Tenants
 from ..spec import Spec
 from .api import api_routes
-from .gate import Gate
+from .control import control_routes
+from .gate import Gate, TenantRegistry
 from .responses import internal_error_handler, kantos_error_handler, not_found_handler
+from .selfcheck import self_check_middleware
+from .webhooks import WebhookSender
 
 
 def create_app(
@@ -30,11 +34,29 @@ def create_app(
     spec: str | Path | Spec | None = None,
     seed: int | None = None,
     clock: Clock | None = None,
+    validate_responses: bool | None = None,
+    control: bool = True,
+    state_file: str | Path | None = None,
+    webhook_timeout: float = 30.0,
+    webhook_allow: Iterable[str] = (),
 ) -> Starlette:
-    """The mock as an ASGI app, on the bundled fixtures and spec unless told otherwise."""
+    """The mock as an ASGI app, on the bundled fixtures and spec unless told otherwise.
+
+    `validate_responses`: validate every `/api` response against the spec and fail loudly on a
+    mismatch (`http/selfcheck.py`); None means on when KANTOS_MOCK_VALIDATE_RESPONSES=1.
+    `control`: serve the control API under `/_mock` (control.yaml). `state_file`: load the default
+    tenant's state from that file when it exists, and write it there after each change.
+    `webhook_timeout`: seconds a webhook receiver has to answer; `webhook_allow`: hosts besides
+    loopback that webhook subscriptions may target.
+    """
     fixture_set = fixtures if isinstance(fixtures, FixtureSet) else load_fixtures(fixtures)
     the_spec = spec if isinstance(spec, Spec) else Spec.load(spec)
     tenants = Tenants(fixture_set, seed=seed, clock=clock)
+    registry = TenantRegistry(tenants)
+    registry.webhook_sender = WebhookSender(tenants, timeout=webhook_timeout)
+    registry.webhook_allow = frozenset(webhook_allow)
+    if state_file is not None:
+        registry.use_state_file(state_file)
     spec_json = orjson.dumps(the_spec.document)
 
     async def openapi_json(request: Request) -> Response:
@@ -42,15 +64,23 @@ def create_app(
 
     routes: list[Any] = [Route("/openapi.json", openapi_json, methods=["GET"])]
     routes += api_routes(the_spec)
+    if control:
+        routes += control_routes(registry)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(Gate, tenants=tenants)],
+        middleware=[
+            *self_check_middleware(the_spec, validate_responses),
+            Middleware(Gate, registry=registry),
+        ],
         exception_handlers={
             KantosError: kantos_error_handler,
             HTTPException: not_found_handler,
             Exception: internal_error_handler,
         },
     )
+    # `/api/crm/objects/` is not a route: a 404 in the Kantos shape, not a redirect.
+    app.router.redirect_slashes = False
     app.state.tenants = tenants
+    app.state.registry = registry
     app.state.spec = the_spec
     return app

@@ -41,27 +41,36 @@ class WebhookSender:
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._client is not None:
-            self._client.close()
+        """Stop sending; a later `attach` starts again."""
+        with self._lock:
+            thread, pool, client = self._thread, self._pool, self._client
+            self._thread = self._pool = self._client = None
+            self._stop.set()
+            self._wake.set()
+            if thread is not None:
+                thread.join(timeout=2)
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            if client is not None:
+                client.close()
+            self._stop.clear()
 
     def _run(self) -> None:
+        pool = self._pool
         while not self._stop.is_set():
             self._wake.wait(POLL_SECONDS)
             self._wake.clear()
             for name in self.tenants.names():
                 webhooks = self.tenants.get(name).webhooks
                 for delivery in webhooks.due():
-                    assert self._pool is not None
-                    self._pool.submit(self._send, webhooks, delivery)
+                    assert pool is not None
+                    pool.submit(self._send, webhooks, delivery)
 
     def _send(self, webhooks: Webhooks, delivery: Delivery) -> None:
-        assert self._client is not None
+        client = self._client
+        if client is None:  # stopped meanwhile
+            webhooks.record(delivery, None, "the mock stopped before sending", 0.0)
+            return
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "kantos-mockserver-webhooks",
@@ -74,7 +83,7 @@ class WebhookSender:
         status: int | None = None
         error: str | None = None
         try:
-            response = self._client.post(delivery.subscription.url, content=delivery.body, headers=headers)
+            response = client.post(delivery.subscription.url, content=delivery.body, headers=headers)
             status = response.status_code
         except httpx.TimeoutException:
             error = f"no answer within {self.timeout:g} s"

@@ -7,6 +7,7 @@ back typed values or a `domain.errors.BadRequest` naming the parameter or field 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -192,19 +193,19 @@ def _escape(token: str) -> str:
 def _coerce(raw: str, p: Param) -> Any:
     if p.type == "integer":
         if _INTEGER.fullmatch(raw):
-            value = int(raw)
-            if -(2**63) <= value < 2**63:
-                return value
+            integer = int(raw)
+            if -(2**63) <= integer < 2**63:
+                return integer
             raise BadRequest.param(p.name, f"{raw} is out of range for a 64-bit integer", expected="integer")
         raise BadRequest.param(p.name, f"expected an integer, got {raw!r}", expected="integer")
     if p.type == "number":
         try:
-            value = float(raw)
+            number = float(raw)
         except ValueError:
-            value = float("nan")
-        if value != value or value in (float("inf"), float("-inf")):
+            number = float("nan")
+        if not math.isfinite(number):
             raise BadRequest.param(p.name, f"expected a number, got {raw!r}", expected="number")
-        return value
+        return number
     if p.type == "boolean":
         if raw in ("true", "false"):
             return raw == "true"

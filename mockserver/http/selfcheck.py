@@ -1,0 +1,104 @@
+"""The response self-check: every `/api` response the mock sends is validated against openapi.yaml.
+
+A pure-ASGI middleware, outermost of the app's own middleware, so it sees what clients see: the
+gate's 401/403/429, the router's 404 and 405, and every operation's answer. It buffers each
+response, hands status, headers and body to `spec.responses.ResponseValidator`, and
+
+- forwards the response unchanged when it conforms;
+- otherwise answers **500** with a body naming the operation, the status and every violation, and
+  then raises `ResponseMismatch` out of the app. In process (httpx's or schemathesis' ASGI
+  transport) the exception reaches the test that made the request; under uvicorn it is logged
+  with its traceback, and the client sees the 500, which `not_a_server_error` reports.
+
+It is off by default; `create_app(validate_responses=True)` or `KANTOS_MOCK_VALIDATE_RESPONSES=1`
+turns it on (the test suite runs with it on everywhere).
+"""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..spec import Spec
+from ..spec.responses import ResponseMismatch, ResponseValidator
+
+ENV_VAR = "KANTOS_MOCK_VALIDATE_RESPONSES"
+
+
+def self_check_middleware(spec: Spec, enabled: bool | None = None) -> list[Middleware]:
+    """The middleware list entry for `create_app`: empty when off. None: on when ENV_VAR is 1."""
+    if enabled is None:
+        enabled = os.environ.get(ENV_VAR) == "1"
+    return [Middleware(ResponseSelfCheck, spec=spec)] if enabled else []
+
+
+class ResponseSelfCheck:
+    def __init__(self, app: ASGIApp, spec: Spec) -> None:
+        self.app = app
+        self.validator = ResponseValidator(spec)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.validator.applies_to(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+        mismatch: ResponseMismatch | None = None
+
+        async def buffered(message: Message) -> None:
+            nonlocal start, mismatch
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            status = int(start["status"])
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])]
+            label, violations = self.validator.violations(
+                scope["method"], scope["path"], status, headers, body
+            )
+            if not violations:
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
+            mismatch = ResponseMismatch(label, status, violations)
+            await _send_failure(send, mismatch)
+
+        await self.app(scope, receive, buffered)
+        if mismatch is not None:
+            raise mismatch
+
+
+async def _send_failure(send: Send, mismatch: ResponseMismatch) -> None:
+    payload = orjson.dumps(
+        {
+            "error": str(mismatch),
+            "code": "INTERNAL",
+            "status": 500,
+            "details": {
+                "reason": "response self-check: the mock's response breaks openapi.yaml",
+                "operation": mismatch.label,
+                "response_status": mismatch.status,
+                "violations": mismatch.violations,
+            },
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode("latin-1")),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
