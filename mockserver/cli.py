@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .conformance.command import add_arguments as add_conformance_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,6 +19,11 @@ def _parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve)
     check = sub.add_parser("check-fixtures", help="check a fixture folder; errors name file and path")
     check.add_argument("directory", help="the fixture folder")
+    conformance = sub.add_parser(
+        "conformance",
+        help="check a running Kantos-compatible server against the contract; exit 0 only when it conforms",
+    )
+    add_conformance_arguments(conformance)
     return parser
 
 
@@ -54,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = _parser().parse_args(args)
     if ns.command == "check-fixtures":
         return _check_fixtures(ns.directory)
+    if ns.command == "conformance":
+        from .conformance.command import run_from_args
+
+        return run_from_args(ns)
     if ns.command == "serve":
         return _serve(ns)
     _parser().print_help()

@@ -402,3 +402,11 @@ def test_field_with_an_invalid_default_is_422_and_not_added(client: httpx.Client
     assert r.status_code == 422, r.text
     assert [e["field"] for e in r.json()["details"]["errors"]] == ["default_value"]
     assert get_object(client, "obj_contacts") == before
+
+
+def test_a_field_of_the_wrong_form_is_400_even_when_the_object_slug_is_taken(client: httpx.Client) -> None:
+    # Order of checks: 400 for the body's form before 409 (found by the conformance kit's fuzzing).
+    body = {"name": "Contacts", "fields": [{"name": "ID", "type": "text"}]}
+    response = client.post("/api/crm/objects", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["details"]["field"] == "fields[0].name"

@@ -139,33 +139,37 @@ class Backend:
         return obj
 
     def create_object(self, name: str, icon: str | None, fields: list[dict[str, Any]]) -> ObjectDef:
+        # Order of checks (CONTRACT.md): 400 for a field's form, then 422, then 409.
         slug = slugify(name)
-        if not slug:
-            raise ValidationFailed([{"field": "name", "message": "must contain a letter or a digit"}])
         object_id = f"obj_{slug}"
-        if object_id in self.objects:
-            raise Conflict(
-                f"An object with slug {slug!r} already exists",
-                {"field": "slug", "value": slug, "id": object_id},
-            )
         obj = ObjectDef(object_id, name, slug, icon)
         defs: list[FieldDef] = []
         errors: list[dict[str, str]] = []
+        if not slug:
+            errors.append({"field": "name", "message": "must contain a letter or a digit"})
+        duplicate: tuple[int, str] | None = None
         seen: set[str] = set()
         for i, spec in enumerate(fields):
             f = self._field_def(obj, spec, f"fields[{i}]", errors, own_object=object_id)
             if f is None:
                 continue
-            if f.slug in seen:
-                raise Conflict(
-                    f"Two fields share the slug {f.slug!r}",
-                    {"field": f"fields[{i}].name", "value": f.slug},
-                )
+            if f.slug in seen and duplicate is None:
+                duplicate = (i, f.slug)
             seen.add(f.slug)
             f.position = len(defs)
             defs.append(f)
         if errors:
             raise ValidationFailed(errors)
+        if object_id in self.objects:
+            raise Conflict(
+                f"An object with slug {slug!r} already exists",
+                {"field": "slug", "value": slug, "id": object_id},
+            )
+        if duplicate is not None:
+            raise Conflict(
+                f"Two fields share the slug {duplicate[1]!r}",
+                {"field": f"fields[{duplicate[0]}].name", "value": duplicate[1]},
+            )
         for f in defs:
             obj.add_field(f)
         self._add_object(obj)

@@ -1,0 +1,116 @@
+"""The conformance kit: tells a Kantos-compatible server where it deviates from the contract.
+
+```python
+from mockserver.conformance import run
+
+status = run("http://127.0.0.1:8000", "kantos_admin_local_key", quick=True, junit_path="kantos.xml")
+```
+
+Two phases: the behaviour suite (filters, sorting, paging, record semantics, errors and
+headers, each answer compared with the mock's own query engine applied to the same records),
+then schemathesis with `openapi.yaml` and every check, stateful phase included.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import sys
+import time
+import traceback
+from typing import TextIO
+
+from .behaviour import Behaviour
+from .client import Client, Unreachable
+from .report import Report
+from .scratch import Setup
+from .shapes import scan
+
+__all__ = ["run"]
+
+
+def run(
+    base_url: str,
+    api_key: str,
+    quick: bool = False,
+    junit_path: str | None = None,
+    fuzz: bool = True,
+    out: TextIO | None = None,
+    *,
+    seed: int | None = None,
+    timeout: float = 30.0,
+    keep_data: bool = False,
+) -> int:
+    """Run the kit against `base_url`; print progress and the report to `out`.
+
+    Returns the exit status: 0 when nothing deviates, 1 when something does, 2 when the kit could
+    not complete its run (server unreachable, the scratch data could not be set up, …).
+    `keep_data` leaves the scratch records in place, so the reproducers of query findings can be
+    replayed against them; `seed` fixes the generated data and queries.
+    """
+    stream: TextIO = out if out is not None else sys.stdout
+    base_url = base_url.rstrip("/")
+    report = Report(base_url, stream)
+    seed = seed if seed is not None else secrets.randbits(32)
+    rng = random.Random(seed)
+    marker = secrets.token_hex(3)  # new on every run: objects cannot be deleted, names must not clash
+    report.progress(
+        f"Kantos conformance kit against {base_url} ({'quick' if quick else 'full'} run, seed {seed})"
+    )
+    reachable = _behaviour(report, base_url, api_key, quick, rng, marker, timeout, keep_data)
+    if fuzz and reachable:
+        from .fuzz import run_schemathesis, time_budget
+
+        budget = time_budget(quick, time.monotonic() - report.started)
+        run_schemathesis(report, base_url, api_key, quick=quick, seed=seed, budget=budget)
+    stream.write(report.render())
+    if junit_path:
+        report.write_junit(junit_path)
+        print(f"JUnit XML written to {junit_path}", file=stream)
+    stream.flush()
+    return report.exit_status()
+
+
+def _behaviour(
+    report: Report,
+    base_url: str,
+    api_key: str,
+    quick: bool,
+    rng: random.Random,
+    marker: str,
+    timeout: float,
+    keep_data: bool,
+) -> bool:
+    """The behaviour suite; False when the server could not be reached at all."""
+    client = Client(base_url, api_key, timeout=timeout, notify=report.progress)
+    setup = Setup(client, report, rng, quick, marker)
+    suite: Behaviour | None = None
+    try:
+        try:
+            scratch = setup.prepare()
+            if scratch is not None and setup.snapshot(scratch) is not None:
+                suite = Behaviour(client, report, setup, scratch, rng, quick)
+                for step in suite.steps():
+                    try:
+                        step()
+                    except Unreachable:
+                        raise
+                    except Exception as exc:  # a bug in the kit must not hide the other results
+                        report.problem(f"the kit failed in {step.__name__}: {exc!r}")
+                        traceback.print_exc(file=report.out)
+        finally:
+            if client.log and any(ex.status for ex in client.log):
+                setup.cleanup(keep=keep_data)
+        scan(report, client.log)
+        if suite is not None:
+            suite.attach_reproducers()
+        report.progress(f"behaviour suite: {len(client.log)} requests")
+    except Unreachable as exc:
+        report.problem(f"cannot reach the server: {exc}")
+        return False
+    except Exception as exc:  # a bug in the kit: say so, and still print the report
+        report.problem(f"the kit failed while setting up: {exc!r}")
+        traceback.print_exc(file=report.out)
+    finally:
+        client.close()
+    return True

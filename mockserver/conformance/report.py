@@ -1,0 +1,270 @@
+"""Findings grouped by check: the readable report, the JUnit XML, and the exit status."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+from xml.etree import ElementTree as ET
+
+from .client import KEY_VARIABLE, Exchange
+
+AREAS = ("setup", "filters", "sorting", "paging", "records", "errors", "protocol", "schemathesis")
+
+
+@dataclass(slots=True)
+class Finding:
+    """One request whose answer deviates, with what the contract expects and what came back."""
+
+    expected: str
+    received: str
+    request: Exchange | None = None
+    label: str = ""  # what the request asks, in a few words (shown in place of the full URL)
+    detail: list[str] = field(default_factory=list)
+    curl: str | None = None  # for findings whose request the kit did not send itself
+    #: Requests to replay first (the first one creating `record_id`), when the finding depends on them.
+    steps: list[Exchange] = field(default_factory=list)
+    record_id: str | None = None
+
+
+@dataclass(slots=True)
+class Check:
+    """A rule of the contract; `runs` counts the requests that exercised it."""
+
+    id: str
+    area: str
+    title: str
+    rule: str = ""
+    runs: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+class Report:
+    """Collects checks and findings while the kit runs; renders them when it is done."""
+
+    def __init__(self, base_url: str, out: TextIO | None = None) -> None:
+        self.base_url = base_url
+        self.out = out if out is not None else sys.stdout
+        self.checks: dict[str, Check] = {}
+        self.notes: list[str] = []
+        self.problems: list[str] = []  # the kit could not do something: exit status 2
+        self.started = time.monotonic()
+        self.junit_suites: list[ET.Element] = []
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def check(self, check_id: str, area: str, title: str, rule: str = "") -> Check:
+        existing = self.checks.get(check_id)
+        if existing is None:
+            existing = self.checks[check_id] = Check(check_id, area, title, rule)
+        return existing
+
+    def ran(self, check_id: str, area: str, title: str, rule: str = "", count: int = 1) -> Check:
+        c = self.check(check_id, area, title, rule)
+        c.runs += count
+        return c
+
+    def fail(
+        self,
+        check_id: str,
+        area: str,
+        title: str,
+        finding: Finding,
+        rule: str = "",
+    ) -> None:
+        self.check(check_id, area, title, rule).findings.append(finding)
+
+    def progress(self, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{elapsed:5.1f}s] {message}", file=self.out, flush=True)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+        self.progress(f"problem: {message}")
+
+    # --- verdict -----------------------------------------------------------------------------
+
+    @property
+    def failing(self) -> list[Check]:
+        return [c for c in self.checks.values() if c.findings]
+
+    def exit_status(self) -> int:
+        """0: conforms; 1: deviations found; 2: the kit could not complete its run."""
+        if self.failing:
+            return 1
+        return 2 if self.problems else 0
+
+    # --- text --------------------------------------------------------------------------------
+
+    def render(self, max_examples: int = 3) -> str:
+        lines: list[str] = []
+        failing = sorted(self.failing, key=lambda c: (AREAS.index(c.area) if c.area in AREAS else 99, c.id))
+        passed = [c for c in self.checks.values() if c.ok]
+        lines.append("")
+        lines.append("=" * 78)
+        if failing:
+            n = sum(len(c.findings) for c in failing)
+            lines.append(f"Kantos conformance: {len(failing)} finding(s) from {n} deviating request(s)")
+        else:
+            lines.append("Kantos conformance: no deviations found")
+        lines.append(f"server: {self.base_url}")
+        lines.append("=" * 78)
+        if failing:
+            lines.append(
+                f"Reproducers read the API key from ${KEY_VARIABLE}: "
+                f"export {KEY_VARIABLE}=<the key passed with --api-key>"
+            )
+        for i, c in enumerate(failing, 1):
+            lines.append("")
+            lines.extend(render_check(c, self.base_url, i, max_examples))
+        if self.problems:
+            lines.append("")
+            lines.append("The kit could not complete:")
+            lines.extend(f"  ! {p}" for p in self.problems)
+        if self.notes:
+            lines.append("")
+            lines.extend(f"note: {n}" for n in self.notes)
+        lines.append("")
+        by_area: dict[str, list[int]] = {}
+        for c in self.checks.values():
+            counts = by_area.setdefault(c.area, [0, 0])
+            counts[0 if c.ok else 1] += 1
+        summary = ", ".join(
+            f"{area} {ok}/{ok + bad}"
+            for area, (ok, bad) in sorted(by_area.items(), key=lambda kv: AREAS.index(kv[0]))
+        )
+        lines.append(f"checks passed by area: {summary}")
+        lines.append(
+            f"{len(passed)} checks passed, {len(failing)} failed, "
+            f"{len(self.problems)} problem(s); {time.monotonic() - self.started:.1f} s"
+        )
+        return "\n".join(lines) + "\n"
+
+    # --- JUnit -------------------------------------------------------------------------------
+
+    def junit(self) -> ET.Element:
+        root = ET.Element("testsuites", name="kantos-conformance")
+        by_area: dict[str, list[Check]] = {}
+        for c in self.checks.values():
+            if c.area != "schemathesis" or not self.junit_suites:
+                by_area.setdefault(c.area, []).append(c)
+        for area in sorted(by_area, key=lambda a: AREAS.index(a) if a in AREAS else 99):
+            checks = by_area[area]
+            suite = ET.SubElement(
+                root,
+                "testsuite",
+                name=f"conformance.{area}",
+                tests=str(len(checks)),
+                failures=str(sum(1 for c in checks if c.findings)),
+                errors="0",
+                skipped="0",
+            )
+            for c in checks:
+                case = ET.SubElement(
+                    suite, "testcase", classname=f"conformance.{area}", name=c.id, time=f"{c.elapsed:.3f}"
+                )
+                if c.findings:
+                    failure = ET.SubElement(case, "failure", message=c.title, type="deviation")
+                    failure.text = _xml_safe("\n".join(render_check(c, self.base_url, None, 50)))
+                else:
+                    ET.SubElement(case, "system-out").text = f"{c.runs} request(s) checked"
+        if self.problems:
+            suite = ET.SubElement(
+                root, "testsuite", name="conformance.kit", tests="1", failures="0", errors="1", skipped="0"
+            )
+            case = ET.SubElement(suite, "testcase", classname="conformance.kit", name="complete run")
+            error = ET.SubElement(case, "error", message="the kit could not complete its run")
+            error.text = _xml_safe("\n".join(self.problems))
+        root.extend(self.junit_suites)
+        tests = failures = errors = 0
+        for suite in root.iter("testsuite"):
+            tests += int(suite.get("tests", "0"))
+            failures += int(suite.get("failures", "0"))
+            errors += int(suite.get("errors", "0"))
+        root.set("tests", str(tests))
+        root.set("failures", str(failures))
+        root.set("errors", str(errors))
+        return root
+
+    def write_junit(self, path: str | Path) -> None:
+        tree = ET.ElementTree(self.junit())
+        ET.indent(tree)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def render_check(c: Check, base_url: str, number: int | None, max_examples: int) -> list[str]:
+    head = f"{number}. " if number is not None else ""
+    n = len(c.findings)
+    runs = f"{n} of {max(c.runs, n)} request(s) deviate" if c.runs else f"{n} deviating request(s)"
+    lines = [f"{head}[{c.area}] {c.title} ({runs})"]
+    if c.rule:
+        lines += textwrap.wrap(
+            "rule: " + c.rule, width=100, initial_indent="   ", subsequent_indent="         "
+        )
+    for j, f in enumerate(c.findings[:max_examples], 1):
+        lines.append(f"   {j}) {f.label or _label(f.request)}")
+        lines += _field("expected", f.expected)
+        lines += _field("received", f.received)
+        lines += [f"      {d}" for d in f.detail]
+        lines += _reproducer(f, base_url)
+    rest = c.findings[max_examples:]
+    if rest:
+        labels = "; ".join(f.label or _label(f.request) for f in rest[:6])
+        more = " …" if len(rest) > 6 else ""
+        lines.append(f"   … and {len(rest)} more: {labels}{more}")
+    return lines
+
+
+def _reproducer(f: Finding, base_url: str) -> list[str]:
+    if f.curl is not None:
+        return [f"      $ {f.curl}"]
+    if f.request is None:
+        return []
+    var = (f.record_id, "REC_ID") if f.record_id else None
+    lines = []
+    if f.steps:
+        lines.append("      reproduce in order (the first request creates the record again):")
+    for step in f.steps:
+        if (
+            var is not None
+            and step.method == "POST"
+            and isinstance(step.json, dict)
+            and step.json.get("id") == var[0]
+        ):
+            grab = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])'"
+            lines.append(f"      $ REC_ID=$({step.curl(base_url, headers=False)} | {grab})")
+        else:
+            lines.append(f"      $ {step.curl(base_url, var=var)}")
+    lines.append(f"      $ {f.request.curl(base_url, var=var)}")
+    return lines
+
+
+def _field(name: str, text: str) -> list[str]:
+    first, *rest = text.splitlines() or [""]
+    return [f"      {name}: {first}"] + [f"                {line}" for line in rest]
+
+
+def _label(ex: Exchange | None) -> str:
+    if ex is None:
+        return "(no request)"
+    query = " ".join(f"{k}={v}" for k, v in ex.params if k != "object_id")
+    return f"{ex.method} {ex.path}" + (f" {query}" if query else "")
+
+
+_XML_ILLEGAL = dict.fromkeys([*range(0, 9), 11, 12, *range(14, 32)])
+
+
+def _xml_safe(text: str) -> str:
+    return text.translate(_XML_ILLEGAL)
