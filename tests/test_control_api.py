@@ -330,7 +330,7 @@ def test_a_bad_import_is_422_listing_every_problem_and_changes_nothing(client: h
         ([], "(body)"),
         ({"objects": []}, "records"),
         ({"objects": [], "records": [], "extra": 1}, "extra"),
-        ({"objects": [], "records": [{"id": "rec_1"}]}, "records.0.object_id"),
+        ({"objects": [], "records": [{"id": "rec_1"}]}, "records[0].object_id"),
         ({"version": 2, "objects": [], "records": []}, "version"),
     ],
     ids=["not-an-object", "no-records", "unknown-key", "record-missing-keys", "wrong-version"],

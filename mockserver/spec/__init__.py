@@ -238,7 +238,7 @@ def _validate(validator: Draft202012Validator, value: Any, param: str | None) ->
             if ops:
                 details["operator"] = ops[0]
         raise BadRequest(f"Invalid query parameter {where}: {reason}", details)
-    field_path = ".".join(str(p) for p in location) or "(body)"
+    field_path = json_path(location) or "(body)"
     raise BadRequest(
         f"Invalid request body at {field_path}: {reason}", {"field": field_path, "reason": reason}
     )
@@ -253,6 +253,14 @@ def _properties(error: ValidationError) -> dict[str, Any]:
     schema = error.schema
     props = schema.get("properties", {}) if isinstance(schema, dict) else {}
     return props if isinstance(props, dict) else {}
+
+
+def json_path(location: list[str | int]) -> str:
+    """`fields[0].name`: keys joined by dots, array indexes in brackets."""
+    out = ""
+    for part in location:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _location(error: ValidationError) -> list[str | int]:
