@@ -10,6 +10,9 @@ response, hands status, headers and body to `spec.responses.ResponseValidator`, 
   transport) the exception reaches the test that made the request; under uvicorn it is logged
   with its traceback, and the client sees the 500, which `not_a_server_error` reports.
 
+Answers the gate marks as the mock's own (`MOCK_ONLY`: a fault rule's injected status, a bad
+`X-Mock-Tenant`) are passed through unjudged: they are test scaffolding, not Kantos behaviour.
+
 It is off by default; `create_app(validate_responses=True)` or `KANTOS_MOCK_VALIDATE_RESPONSES=1`
 turns it on (the test suite runs with it on everywhere).
 """
@@ -24,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..spec import Spec
 from ..spec.responses import ResponseMismatch, ResponseValidator
+from .gate import MOCK_ONLY
 
 ENV_VAR = "KANTOS_MOCK_VALIDATE_RESPONSES"
 
@@ -60,6 +64,12 @@ class ResponseSelfCheck:
             if message.get("more_body", False):
                 return
             body = b"".join(chunks)
+            if (scope.get("state") or {}).get(MOCK_ONLY):
+                # The mock's own answer, not Kantos behaviour (a fault rule's status, a bad
+                # X-Mock-Tenant): the contract does not describe it, so it is not judged by it.
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
             status = int(start["status"])
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])]
             label, violations = self.validator.violations(

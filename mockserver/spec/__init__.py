@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,7 +22,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from ..domain.errors import BadRequest
+from ..domain.errors import BadRequest, ValidationFailed
 
 SPEC_URI = "urn:kantos:openapi"
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -53,6 +54,9 @@ class Operation:
     body_required: bool
     tags: list[str] = field(default_factory=list)
     security: bool = True
+    #: Body locations whose violations the spec marks with `x-kantos-invalid-status` (a path of
+    #: keys, None standing for any array index) and the status they get instead of 400.
+    body_status: list[tuple[tuple[str | None, ...], int]] = field(default_factory=list)
 
     def parse_query(self, items: list[tuple[str, str]]) -> dict[str, Any]:
         """Typed values of the declared query parameters; unknown ones are ignored."""
@@ -89,8 +93,28 @@ class Operation:
                 )
             return None
         value = _decode_json(raw, None)
-        _validate(self.body, value, param=None)
+        if not self.body_status:
+            _validate(self.body, value, param=None)
+            return value
+        errors = list(self.body.iter_errors(value))
+        form = [e for e in errors if self._status_of(_marked_location(e)) == 400]
+        if form:
+            _validate_errors(form, param=None)
+        if errors:
+            found: dict[str, str] = {}
+            for e in errors:
+                found.setdefault(json_path(_location(e)), _reason(e))
+            raise ValidationFailed([{"field": k, "message": v} for k, v in found.items()])
         return value
+
+    def _status_of(self, location: list[str | int]) -> int:
+        for path, status in self.body_status:
+            if len(location) >= len(path) and all(
+                (want is None and isinstance(got, int)) or want == got
+                for want, got in zip(path, location, strict=False)
+            ):
+                return status
+        return 400
 
 
 class Spec:
@@ -122,12 +146,15 @@ class Spec:
                     for i, p in enumerate(op.get("parameters", []))
                 ]
                 body, body_required = None, False
+                body_status: list[tuple[tuple[str | None, ...], int]] = []
                 request_body = op.get("requestBody")
                 if request_body is not None:
                     if "$ref" in request_body:
                         request_body = self._resolve(request_body["$ref"])
                     body = self._validator(f"{pointer}/requestBody/content/application~1json/schema")
                     body_required = bool(request_body.get("required", False))
+                    body_schema = request_body.get("content", {}).get("application/json", {}).get("schema")
+                    self._collect_status(body_schema, (), body_status, set())
                 security = op.get("security")
                 operation = Operation(
                     operation_id=op["operationId"],
@@ -138,6 +165,7 @@ class Spec:
                     body_required=body_required,
                     tags=op.get("tags", []),
                     security=bool(security) if security is not None else global_security,
+                    body_status=body_status,
                 )
                 ops[operation.method] = operation
                 self.operations[operation.operation_id] = operation
@@ -153,7 +181,31 @@ class Spec:
         node: Any = self.document
         for part in ref.removeprefix("#/").split("/"):
             node = node[part.replace("~1", "/").replace("~0", "~")]
-        return dict(node)
+        return node  # type: ignore[no-any-return]
+
+    def _collect_status(
+        self,
+        schema: Any,
+        path: tuple[str | None, ...],
+        out: list[tuple[tuple[str | None, ...], int]],
+        seen: set[tuple[int, tuple[str | None, ...]]],
+    ) -> None:
+        """Find `x-kantos-invalid-status` marks in a body schema, following `$ref`s."""
+        if not isinstance(schema, dict) or (id(schema), path) in seen:
+            return
+        seen.add((id(schema), path))
+        if "x-kantos-invalid-status" in schema:
+            out.append((path, int(schema["x-kantos-invalid-status"])))
+        if "$ref" in schema:
+            self._collect_status(self._resolve(schema["$ref"]), path, out, seen)
+        for key, sub in (schema.get("properties") or {}).items():
+            self._collect_status(sub, (*path, key), out, seen)
+        self._collect_status(schema.get("items"), (*path, None), out, seen)
+        for keyword in ("allOf", "anyOf", "oneOf"):
+            for sub in schema.get(keyword) or ():
+                self._collect_status(sub, path, out, seen)
+        for keyword in ("if", "then", "else"):
+            self._collect_status(schema.get(keyword), path, out, seen)
 
     def _validator(self, pointer: str) -> Draft202012Validator:
         return Draft202012Validator({"$ref": f"{SPEC_URI}#{pointer}"}, registry=self.registry)
@@ -224,7 +276,12 @@ def _decode_json(raw: str | bytes, param: str | None) -> Any:
 
 
 def _validate(validator: Draft202012Validator, value: Any, param: str | None) -> None:
-    error = best_match(validator.iter_errors(value))
+    _validate_errors(validator.iter_errors(value), param)
+
+
+def _validate_errors(errors: Iterable[ValidationError], param: str | None) -> None:
+    """Raise BadRequest for the most relevant of `errors`, naming the parameter or field."""
+    error = best_match(errors)
     if error is None:
         return
     location = _location(error)
@@ -263,6 +320,15 @@ def json_path(location: list[str | int]) -> str:
     return out
 
 
+def _marked_location(error: ValidationError) -> list[str | int]:
+    """Where a violation counts for `x-kantos-invalid-status`: a key missing from an object
+    counts at the object (a body lacking `type` is malformed), unless a per-type rule
+    (`if`/`then`) asks for the key (a status field without `options` is invalid)."""
+    if error.validator == "required" and "then" not in error.absolute_schema_path:
+        return list(error.absolute_path)
+    return _location(error)
+
+
 def _location(error: ValidationError) -> list[str | int]:
     path: list[str | int] = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -296,8 +362,19 @@ def _reason(error: ValidationError) -> str:
         return f"expected one of {error.validator_value}, got {_short(error.instance)}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return f"must be {_BOUND[v]} {error.validator_value}, got {_short(error.instance)}"
-    if v in ("minLength", "maxLength", "minProperties", "maxProperties", "minItems", "maxItems"):
-        return f"{error.message}"
+    if v == "const":
+        return f"expected {json.dumps(error.validator_value)} here, got {_short(error.instance)}"
+    if v == "not":
+        sub: Any = error.validator_value
+        if isinstance(sub, dict) and isinstance(sub.get("description"), str):
+            return str(sub["description"])
+        return f"{_short(error.instance)} is not allowed here"
+    if v in ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"):
+        noun = {"Items": "item", "Length": "character", "Properties": "key"}[v[3:]]
+        bound = error.validator_value
+        return (
+            f"expected {'at least' if v.startswith('min') else 'at most'} {bound} {noun}{'s' * (bound != 1)}"
+        )
     return error.message
 
 
