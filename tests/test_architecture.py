@@ -131,7 +131,7 @@ def allowed(module: Module, name: str) -> bool:
     if layer == "spec":
         if within(name, "mockserver.spec") or within(name, "mockserver.domain.errors"):
             return True
-        return top(name) in ("jsonschema", "referencing", "yaml", "orjson")
+        return top(name) in ("jsonschema", "jsonschema_rs", "referencing", "yaml", "orjson")
     if layer == "http":
         if any(within(name, p) for p in ("mockserver.domain", "mockserver.spec", "mockserver.http")):
             return True

@@ -47,7 +47,7 @@ class Receiver:
     release: threading.Event = field(default_factory=threading.Event)
     url: str = ""
 
-    def wait_for(self, count: int, timeout: float = 5.0) -> None:
+    def wait_for(self, count: int, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while len(self.received) < count:
             if time.monotonic() > deadline:
@@ -101,7 +101,7 @@ def subscribe(backend: Backend, sender: WebhookSender, url: str, events: list[st
     sender.attach(backend.webhooks)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

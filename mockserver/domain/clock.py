@@ -80,12 +80,14 @@ def from_us(us: int) -> datetime:
 
 def format_timestamp(us: int) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ`, with a fraction only when there is one (milliseconds if enough)."""
-    dt = from_us(us)
-    if not dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if dt.microsecond % 1000 == 0:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds, fraction = divmod(us, 1_000_000)
+    t = time.gmtime(seconds)
+    base = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    if not fraction:
+        return base + "Z"
+    if fraction % 1000 == 0:
+        return f"{base}.{fraction // 1000:03d}Z"
+    return f"{base}.{fraction:06d}Z"
 
 
 def whole_seconds(us: int) -> int:

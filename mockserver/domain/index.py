@@ -121,12 +121,115 @@ class FieldIndex:
         yield from self.empties
 
 
+class CompositeIndex:
+    """Records whose `eq` fields all hold a value, ordered by (their keys..., sort key, id).
+
+    Entries are `(*eq_keys, 0, sort_key, id)`, or `(*eq_keys, 1, id)` when the sort field is
+    empty, so that for one combination of eq keys the values come first, then the empties. A
+    query of exact equalities (plus a range on the sort field) is then one contiguous span:
+    its count and any page are bisections, as in SQLite with an index on those columns.
+    """
+
+    def __init__(self, eq: tuple[KeySpec, ...], sort: KeySpec, records: Iterable[Record]) -> None:
+        self.eq = eq
+        self.sort = sort
+        self.keys: dict[str, tuple[Any, ...]] = {}
+        for rec in records:
+            key = self._key(rec)
+            if key is not None:
+                self.keys[rec.id] = key
+        self.sorted = SortedList(self.keys.values())
+
+    def _key(self, rec: Record) -> tuple[Any, ...] | None:
+        prefix = []
+        for spec in self.eq:
+            value = spec.get(rec)
+            if value is None:
+                return None  # an empty value never equals anything
+            prefix.append(spec.sort_key(value))
+        value = self.sort.get(rec)
+        if value is None:
+            return (*prefix, 1, rec.id)
+        return (*prefix, 0, self.sort.sort_key(value), rec.id)
+
+    def add(self, rec: Record) -> None:
+        key = self._key(rec)
+        if key is not None:
+            self.keys[rec.id] = key
+            self.sorted.add(key)
+
+    def remove(self, rec: Record) -> None:
+        key = self.keys.pop(rec.id, None)
+        if key is not None:
+            self.sorted.discard(key)
+
+    def page(
+        self,
+        eq_keys: tuple[Any, ...],
+        bounds: tuple[Any, bool, Any, bool] | None,
+        desc: bool,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[str], int]:
+        """The ids of one page and the total, for these eq keys and sort-field bounds."""
+        sl = self.sorted
+        lo, lo_incl, hi, hi_incl = bounds if bounds is not None else (None, True, None, True)
+        if lo is None:
+            start = sl.bisect_left((*eq_keys, 0))
+        elif lo_incl:
+            start = sl.bisect_left((*eq_keys, 0, lo))
+        else:
+            start = sl.bisect_right((*eq_keys, 0, lo, ID_MAX))
+        if hi is None:
+            stop = sl.bisect_left((*eq_keys, 1))
+        elif hi_incl:
+            stop = sl.bisect_right((*eq_keys, 0, hi, ID_MAX))
+        else:
+            stop = sl.bisect_left((*eq_keys, 0, hi))
+        stop = max(start, stop)
+        # A range on the sort field excludes its empty values; otherwise they follow, by id.
+        empty_start = empty_stop = 0
+        if bounds is None:
+            empty_start, empty_stop = sl.bisect_left((*eq_keys, 1)), sl.bisect_left((*eq_keys, 2))
+        n_values = stop - start
+        total = n_values + (empty_stop - empty_start)
+        at = len(eq_keys) + 1  # where the sort key sits in an entry
+        ids: list[str] = []
+        for p in range(offset, min(offset + limit, total)):
+            if p >= n_values:
+                ids.append(sl[empty_start + p - n_values][-1])
+            elif not desc:
+                ids.append(sl[start + p][-1])
+            else:
+                # Reversed order reverses ties too: read each group of equal keys ascending.
+                key = sl[stop - 1 - p][at]
+                g_lo = max(start, sl.bisect_left((*eq_keys, 0, key)))
+                g_hi = min(stop, sl.bisect_right((*eq_keys, 0, key, ID_MAX)))
+                ids.append(sl[g_lo + p - (stop - g_hi)][-1])
+        return ids, total
+
+
+#: Composite indexes kept per object; past this the least recently used one is dropped.
+MAX_COMPOSITES = 16
+
+
 class ObjectStore:
     """The records of one object, with lazily built, then maintained, field indexes."""
 
     def __init__(self) -> None:
         self.records: dict[str, Record] = {}
         self.indexes: dict[str, FieldIndex] = {}
+        self.composites: dict[tuple[tuple[str, ...], str], CompositeIndex] = {}
+
+    def composite(self, eq: tuple[KeySpec, ...], sort: KeySpec) -> CompositeIndex:
+        name = (tuple(s.slug for s in eq), sort.slug)
+        idx = self.composites.pop(name, None)
+        if idx is None:
+            idx = CompositeIndex(eq, sort, self.records.values())
+            if len(self.composites) >= MAX_COMPOSITES:
+                del self.composites[next(iter(self.composites))]
+        self.composites[name] = idx  # (re)inserted last: the dict's order is recency
+        return idx
 
     def __len__(self) -> int:
         return len(self.records)
@@ -139,16 +242,22 @@ class ObjectStore:
 
     def drop_index(self, slug: str) -> None:
         self.indexes.pop(slug, None)
+        for name in [n for n in self.composites if slug in n[0] or slug == n[1]]:
+            del self.composites[name]
 
     def insert(self, rec: Record) -> None:
         self.records[rec.id] = rec
         for idx in self.indexes.values():
             idx.add(rec)
+        for comp in self.composites.values():
+            comp.add(rec)
 
     def remove(self, rec: Record) -> None:
         del self.records[rec.id]
         for idx in self.indexes.values():
             idx.remove(rec)
+        for comp in self.composites.values():
+            comp.remove(rec)
 
     def replace(self, old: Record, new: Record) -> None:
         self.records[new.id] = new
@@ -157,3 +266,6 @@ class ObjectStore:
             if get(old) != get(new):
                 idx.remove(old)
                 idx.add(new)
+        for comp in self.composites.values():
+            comp.remove(old)
+            comp.add(new)

@@ -88,11 +88,19 @@ Test = tuple[bool, Callable[[Any], bool]]
 """(on_key, fn): fn gets the field's index key (on_key) or its stored value; None when empty."""
 
 
+#: Marks a condition that is not a lone, exact `$eq`.
+NO_KEY: Any = object()
+
+
 @dataclass(slots=True)
 class Condition:
     spec: KeySpec
     tests: list[Test]
     plan: Plan | None
+    #: The one index key a lone, exact `$eq` asks for (NO_KEY otherwise).
+    eq_key: Any = NO_KEY
+    #: `(lo, lo_incl, hi, hi_incl)` when the condition is only range operators.
+    bounds: tuple[Any, bool, Any, bool] | None = None
 
 
 @dataclass(slots=True)
@@ -155,7 +163,7 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
                 },
             )
         if operand is None:
-            raise _operand_error(spec, op, _expected_scalar(spec, op), operand)
+            raise _operand_error(spec, op, _expected_for(spec, op), operand)
         if op in RANGE_OPS:
             key = _range_operand(spec, op, operand)
             incl = op in ("$gte", "$lte")
@@ -187,10 +195,26 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
     plan = min(plans, key=lambda p: _PLAN_PREFERENCE[p.kind]) if plans else None
     if plan is not None and len(tests) > 1:
         plan.exact = False
-    return Condition(spec, tests, plan)
+    condition = Condition(spec, tests, plan, eq_key=NO_KEY)
+    if len(tests) == 1 and plan is not None and plan.kind == "keys" and plan.exact and len(plan.keys) == 1:
+        condition.eq_key = plan.keys[0]
+    elif all(op in RANGE_OPS for op in cond) and (lo is not None or hi is not None):
+        condition.bounds = (
+            lo[0] if lo else None,
+            lo[1] if lo else True,
+            hi[0] if hi else None,
+            hi[1] if hi else True,
+        )
+    return condition
 
 
 _PLAN_PREFERENCE = {"none": 0, "keys": 1, "options": 2, "range": 3, "empty": 4, "nonempty": 5}
+
+
+def _successor(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix` (None: there is none)."""
+    chars = prefix.rstrip(_TOP)
+    return chars[:-1] + chr(ord(chars[-1]) + 1) if chars else None
 
 
 def _range_test(op: str, key: Any) -> Test:
@@ -237,7 +261,11 @@ def _compile_op(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None
             fn = _lowered(on_key, lambda s: needle in s)
             return (on_key, lambda v: v is None or not fn(v)), None
         if op == "$starts_with":
-            plan = Plan("range", exact=False, lo=needle, hi=needle + _TOP, hi_incl=False) if on_key else None
+            plan = (
+                Plan("range", exact=False, lo=needle, hi=_successor(needle), hi_incl=False)
+                if on_key
+                else None
+            )
             return (on_key, _lowered(on_key, lambda s: s.startswith(needle))), plan
         return (on_key, _lowered(on_key, lambda s: s.endswith(needle))), None
 
@@ -310,10 +338,12 @@ def _eq(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
             raise _operand_error(spec, op, expected, operand)
         if kind == Kind.CHOICE:
             assert spec.field is not None
-            rank = spec.field.choice_rank.get(operand.lower())
-            if rank is None:
+            # Values are indexed by their option's position; case folds onto every option
+            # spelled the same but for case.
+            positions = spec.field.choice_positions_folded.get(operand.lower(), ())
+            if not positions:
                 return (True, lambda v: False), Plan("none", exact=True)
-            return (True, lambda v: v == rank), Plan("keys", exact=True, keys=[rank])
+            return (True, lambda v: v in positions), Plan("keys", exact=True, keys=list(positions))
         if spec.type_name == "email":
             low = operand.lower()
             return (True, lambda v: v == low), Plan("keys", exact=True, keys=[low])
@@ -357,6 +387,19 @@ def _range_operand(spec: KeySpec, op: str, operand: Any) -> Any:
         op,
         "range operators apply to number, currency, date, datetime, created_at and updated_at",
     )
+
+
+def _expected_for(spec: KeySpec, op: str) -> str:
+    """What an operator's operand must be on this field (for messages)."""
+    if op == "$empty":
+        return "a boolean (true or false)"
+    if op in ("$in", "$nin"):
+        return "an array of " + _expected_scalar(spec, op)
+    if op in TEXT_OPS:
+        return "a string"
+    if op in RANGE_OPS and spec.kind == Kind.NUMBER:
+        return "a number"
+    return _expected_scalar(spec, op)
 
 
 def _expected_scalar(spec: KeySpec, op: str) -> str:
@@ -411,6 +454,26 @@ def _not_applicable(spec: KeySpec, op: str, why: str) -> BadRequest:
 
 
 # --- running ---------------------------------------------------------------------------------
+
+
+def _composite_shape(
+    query: Query,
+) -> tuple[tuple[KeySpec, ...], tuple[Any, ...], tuple[Any, bool, Any, bool] | None] | None:
+    """When every condition is an exact `$eq` (on any field) or a range on the sort field, a
+    composite index (eq keys..., sort key, id) answers count and page by bisection."""
+    eq: list[tuple[str, KeySpec, Any]] = []
+    bounds = None
+    for c in query.conditions:
+        if c.eq_key is not NO_KEY:
+            eq.append((c.spec.slug, c.spec, c.eq_key))
+        elif c.bounds is not None and c.spec.slug == query.sort.slug and bounds is None:
+            bounds = c.bounds
+        else:
+            return None
+    if not eq and bounds is None:
+        return None
+    eq.sort(key=lambda e: e[0])  # one index per set of fields, whatever the filter's key order
+    return tuple(e[1] for e in eq), tuple(e[2] for e in eq), bounds
 
 
 def select(store: ObjectStore, conditions: list[Condition]) -> list[str] | None:
@@ -490,6 +553,11 @@ def order_page(
 
 def run(store: ObjectStore, query: Query, page: int, per_page: int) -> tuple[list[str], int]:
     """One page of ids and the total number of matches."""
+    composite = _composite_shape(query)
+    if composite is not None:
+        eq_specs, eq_keys, bounds = composite
+        idx = store.composite(eq_specs, query.sort)
+        return idx.page(eq_keys, bounds, query.desc, (page - 1) * per_page, per_page)
     matches = select(store, query.conditions)
     total = len(store) if matches is None else len(matches)
     ids = order_page(store, matches, query.sort, query.desc, (page - 1) * per_page, per_page)

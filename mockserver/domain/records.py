@@ -119,8 +119,8 @@ def key_spec(obj: ObjectDef, slug: str) -> KeySpec | None:
     elif t in _STRING_TYPES:
         kind, sort_key = Kind.STRING, _lower
     elif t in (FieldType.STATUS, FieldType.DROPDOWN):
-        rank = f.choice_rank
-        kind, sort_key = Kind.CHOICE, lambda v: rank.get(v.lower(), len(rank))
+        position = f.choice_position
+        kind, sort_key = Kind.CHOICE, lambda v: position.get(v, len(position))
     elif t == FieldType.BOOLEAN:
         kind, sort_key = Kind.BOOLEAN, int
     elif t == FieldType.DATE:

@@ -76,8 +76,10 @@ class FieldDef:
     has_default: bool = False
     #: status / dropdown / multi_select option names, in order (empty for other types).
     choices: tuple[str, ...] = ()
-    #: lowercased option name -> position of its first option, for case-folding filters and sort.
-    choice_rank: dict[str, int] = field(default_factory=dict)
+    #: option name -> its position: the sort order of status and dropdown values.
+    choice_position: dict[str, int] = field(default_factory=dict)
+    #: lowercased option name -> the positions of the options it folds to (filters fold case).
+    choice_positions_folded: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         opts = self.options or {}
@@ -85,10 +87,12 @@ class FieldDef:
             self.choices = tuple(opts.get("stages") or ())
         elif self.type in (FieldType.DROPDOWN, FieldType.MULTI_SELECT):
             self.choices = tuple(opts.get("choices") or ())
-        rank: dict[str, int] = {}
+        self.choice_position = {}
+        folded: dict[str, list[int]] = {}
         for i, choice in enumerate(self.choices):
-            rank.setdefault(choice.lower(), i)
-        self.choice_rank = rank
+            self.choice_position.setdefault(choice, i)
+            folded.setdefault(choice.lower(), []).append(i)
+        self.choice_positions_folded = {k: tuple(v) for k, v in folded.items()}
 
     @property
     def target_object(self) -> str | None:
@@ -198,7 +202,24 @@ def parse_instant_operand(value: str) -> int | None:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number (an integer too large for a float is not)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return False
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def json_number(value: int | float) -> int | float:
+    """The number as stored: an integer beyond 64 bits becomes the equal float, which JSON
+    encoders can write back (over HTTP such numbers arrive as floats already)."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return float(value)
+    return value
 
 
 # --- write validation ------------------------------------------------------------------------
@@ -223,7 +244,7 @@ def check_value(
         return None, f"expected {_expected(f)}, got an empty string"
     if t in NUMERIC_TYPES:
         if is_number(value):
-            return value, None
+            return json_number(value), None
         return None, f"expected a finite number, got {_describe(value)}"
     if t == FieldType.BOOLEAN:
         if isinstance(value, bool):
