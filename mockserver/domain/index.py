@@ -75,7 +75,7 @@ class FieldIndex:
 
     def ids_range(self, lo: Any, lo_incl: bool, hi: Any, hi_incl: bool) -> list[str]:
         start, stop = self._bounds(lo, lo_incl, hi, hi_incl)
-        return [rid for _, rid in self.sorted.islice(start, stop)] if stop > start else []
+        return [pair[1] for pair in self.sorted[start:stop]] if stop > start else []
 
     def _bounds(self, lo: Any, lo_incl: bool, hi: Any, hi_incl: bool) -> tuple[int, int]:
         sl = self.sorted

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import BadRequest
 from .index import FieldIndex, ObjectStore
@@ -84,8 +84,15 @@ class Plan:
         return []
 
 
-Test = tuple[bool, Callable[[Any], bool]]
-"""(on_key, fn): fn gets the field's index key (on_key) or its stored value; None when empty."""
+class Test(NamedTuple):
+    """`fn` decides a record from the field's index key (`on_key`) or its stored value, None when
+    empty. `fast` names a shape the engine runs without a call per record: "empty",
+    "nonempty", or "contains" (`arg` holds the lowercased needle)."""
+
+    on_key: bool
+    fn: Callable[[Any], bool]
+    fast: str | None = None
+    arg: Any = None
 
 
 #: Marks a condition that is not a lone, exact `$eq`.
@@ -219,12 +226,12 @@ def _successor(prefix: str) -> str | None:
 
 def _range_test(op: str, key: Any) -> Test:
     if op == "$gt":
-        return True, lambda v: v is not None and v > key
+        return Test(True, lambda v: v is not None and v > key)
     if op == "$gte":
-        return True, lambda v: v is not None and v >= key
+        return Test(True, lambda v: v is not None and v >= key)
     if op == "$lt":
-        return True, lambda v: v is not None and v < key
-    return True, lambda v: v is not None and v <= key
+        return Test(True, lambda v: v is not None and v < key)
+    return Test(True, lambda v: v is not None and v <= key)
 
 
 def _compile_op(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
@@ -233,8 +240,8 @@ def _compile_op(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None
         if not isinstance(operand, bool):
             raise _operand_error(spec, op, "a boolean (true or false)", operand)
         if operand:
-            return (True, lambda v: v is None), Plan("empty", exact=True)
-        return (True, lambda v: v is not None), Plan("nonempty", exact=True)
+            return Test(True, lambda v: v is None, "empty"), Plan("empty", exact=True)
+        return Test(True, lambda v: v is not None, "nonempty"), Plan("nonempty", exact=True)
 
     if op in TEXT_OPS:
         if not isinstance(operand, str):
@@ -248,26 +255,30 @@ def _compile_op(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None
                 return v is not None and any(o.lower() == needle for o in v)
 
             if op == "$contains":
-                return (False, has), None
-            return (False, lambda v: not has(v)), None
+                return Test(False, has), None
+            return Test(False, lambda v: not has(v)), None
         if kind not in (Kind.STRING, Kind.CHOICE):
             raise _not_applicable(spec, op, "text operators apply to text-like fields")
         needle = operand.lower()
         # Index keys of string fields are lowercased (except `id`'s); choices index by rank.
         on_key = kind == Kind.STRING and spec.slug != "id"
+        # Each test is one direct call per record: text search scans every value.
         if op == "$contains":
-            return (on_key, _lowered(on_key, lambda s: needle in s)), None
+            if on_key:
+                return Test(True, lambda v: v is not None and needle in v, "contains", needle), None
+            return Test(False, lambda v: v is not None and needle in v.lower()), None
         if op == "$not_contains":
-            fn = _lowered(on_key, lambda s: needle in s)
-            return (on_key, lambda v: v is None or not fn(v)), None
+            if on_key:
+                return Test(True, lambda v: v is None or needle not in v), None
+            return Test(False, lambda v: v is None or needle not in v.lower()), None
         if op == "$starts_with":
-            plan = (
-                Plan("range", exact=False, lo=needle, hi=_successor(needle), hi_incl=False)
-                if on_key
-                else None
-            )
-            return (on_key, _lowered(on_key, lambda s: s.startswith(needle))), plan
-        return (on_key, _lowered(on_key, lambda s: s.endswith(needle))), None
+            if on_key:
+                plan = Plan("range", exact=False, lo=needle, hi=_successor(needle), hi_incl=False)
+                return Test(True, lambda v: v is not None and v.startswith(needle)), plan
+            return Test(False, lambda v: v is not None and v.lower().startswith(needle)), None
+        if on_key:
+            return Test(True, lambda v: v is not None and v.endswith(needle)), None
+        return Test(False, lambda v: v is not None and v.lower().endswith(needle)), None
 
     # $eq $ne $in $nin
     if op in ("$in", "$nin"):
@@ -283,11 +294,11 @@ def _compile_op(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None
                 return v is not None and not wanted.isdisjoint(v)
 
             if op == "$in":
-                return (False, any_of), Plan("options", exact=True, keys=list(wanted))
-            return (False, lambda v: not any_of(v)), None
+                return Test(False, any_of), Plan("options", exact=True, keys=list(wanted))
+            return Test(False, lambda v: not any_of(v)), None
         tests_plans = [_eq(spec, op, item) for item in operand]
-        fns = [t[1] for t, _ in tests_plans]
-        on_key = tests_plans[0][0][0] if tests_plans else True
+        fns = [t.fn for t, _ in tests_plans]
+        on_key = tests_plans[0][0].on_key if tests_plans else True
         keys: list[Any] = []
         exact = True
         for _, p in tests_plans:
@@ -301,19 +312,14 @@ def _compile_op(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None
             return v is not None and any(fn(v) for fn in fns)
 
         if op == "$in":
-            return (on_key, in_any), in_plan
-        return (on_key, lambda v: not in_any(v)), None
+            return Test(on_key, in_any), in_plan
+        return Test(on_key, lambda v: not in_any(v)), None
 
-    (on_key, fn), plan = _eq(spec, op, operand)
+    test, eq_plan = _eq(spec, op, operand)
     if op == "$eq":
-        return (on_key, fn), plan
-    return (on_key, lambda v: not fn(v)), None
-
-
-def _lowered(on_key: bool, fn: Callable[[str], bool]) -> Callable[[Any], bool]:
-    if on_key:  # index keys of string fields are already lowercased
-        return lambda v: v is not None and fn(v)
-    return lambda v: v is not None and fn(v.lower())
+        return test, eq_plan
+    fn = test.fn
+    return Test(test.on_key, lambda v: not fn(v)), None
 
 
 def _eq(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
@@ -322,14 +328,14 @@ def _eq(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
     expected = _expected_scalar(spec, op)
     if kind == Kind.MULTI:
         if isinstance(operand, str):
-            return (False, lambda v: v is not None and operand in v), Plan(
+            return Test(False, lambda v: v is not None and operand in v), Plan(
                 "options", exact=True, keys=[operand]
             )
         if isinstance(operand, list) and op in ("$eq", "$ne") and all(isinstance(x, str) for x in operand):
             target = frozenset(operand)
             if not target:  # [] is the empty value: nothing non-empty equals it
-                return (False, lambda v: False), Plan("none", exact=True)
-            return (False, lambda v: v is not None and frozenset(v) == target), Plan(
+                return Test(False, lambda v: False), Plan("none", exact=True)
+            return Test(False, lambda v: v is not None and frozenset(v) == target), Plan(
                 "options", exact=False, keys=[next(iter(target))]
             )
         raise _operand_error(spec, op, expected, operand)
@@ -342,24 +348,24 @@ def _eq(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
             # spelled the same but for case.
             positions = spec.field.choice_positions_folded.get(operand.lower(), ())
             if not positions:
-                return (True, lambda v: False), Plan("none", exact=True)
-            return (True, lambda v: v in positions), Plan("keys", exact=True, keys=list(positions))
+                return Test(True, lambda v: False), Plan("none", exact=True)
+            return Test(True, lambda v: v in positions), Plan("keys", exact=True, keys=list(positions))
         if spec.type_name == "email":
             low = operand.lower()
-            return (True, lambda v: v == low), Plan("keys", exact=True, keys=[low])
+            return Test(True, lambda v: v == low), Plan("keys", exact=True, keys=[low])
         # Exact, case-sensitive: the lowercased index key narrows, the stored value decides.
-        return (False, lambda v: v == operand), Plan("keys", exact=False, keys=[spec.sort_key(operand)])
+        return Test(False, lambda v: v == operand), Plan("keys", exact=False, keys=[spec.sort_key(operand)])
     if kind == Kind.NUMBER:
         if not is_number(operand):
             raise _operand_error(spec, op, expected, operand)
-        return (True, lambda v: v is not None and v == operand), Plan("keys", exact=True, keys=[operand])
+        return Test(True, lambda v: v is not None and v == operand), Plan("keys", exact=True, keys=[operand])
     if kind == Kind.BOOLEAN:
         if not isinstance(operand, bool):
             raise _operand_error(spec, op, expected, operand)
         key = int(operand)
-        return (True, lambda v: v == key), Plan("keys", exact=True, keys=[key])
+        return Test(True, lambda v: v == key), Plan("keys", exact=True, keys=[key])
     key = _range_operand(spec, op, operand)  # DATE, INSTANT
-    return (True, lambda v: v == key), Plan("keys", exact=True, keys=[key])
+    return Test(True, lambda v: v == key), Plan("keys", exact=True, keys=[key])
 
 
 def _range_operand(spec: KeySpec, op: str, operand: Any) -> Any:
@@ -495,20 +501,46 @@ def select(store: ObjectStore, conditions: list[Condition]) -> list[str] | None:
         if not first.plan.exact:
             remaining.insert(0, (first, first_idx))
     else:
-        candidates = list(store.records)
-        remaining = indexed
+        candidates, remaining = _scan(store, indexed)
     records = store.records
     for c, idx in remaining:
-        for on_key, fn in c.tests:
+        for test in c.tests:
             if not candidates:
                 return candidates
-            if on_key:
-                keys = idx.keys
+            keys = idx.keys
+            if test.fast == "nonempty":
+                candidates = [r for r in candidates if r in keys]
+            elif test.fast == "empty":
+                candidates = [r for r in candidates if r not in keys]
+            elif test.on_key:
+                fn = test.fn
                 candidates = [r for r in candidates if fn(keys.get(r))]
             else:
-                get = c.spec.get
+                fn, get = test.fn, c.spec.get
                 candidates = [r for r in candidates if fn(get(records[r]))]
     return candidates
+
+
+def _scan(
+    store: ObjectStore, indexed: list[tuple[Condition, FieldIndex]]
+) -> tuple[list[str], list[tuple[Condition, FieldIndex]]]:
+    """No index narrows the query: scan the first condition decided on index keys straight from
+    its index's (id, key) pairs, then narrow with the rest."""
+    for i, (c, idx) in enumerate(indexed):
+        if all(t.on_key for t in c.tests):
+            fns = [t.fn for t in c.tests]
+            if len(c.tests) == 1 and c.tests[0].fast == "contains":
+                needle = c.tests[0].arg
+                found = [rid for rid, key in idx.keys.items() if needle in key]
+            elif len(fns) == 1:
+                fn = fns[0]
+                found = [rid for rid, key in idx.keys.items() if fn(key)]
+            else:
+                found = [rid for rid, key in idx.keys.items() if all(f(key) for f in fns)]
+            if all(f(None) for f in fns):
+                found += idx.empties
+            return found, indexed[:i] + indexed[i + 1 :]
+    return list(store.records), indexed
 
 
 def order_page(
