@@ -104,7 +104,7 @@ def test_import_scan_resolves_relative_and_absolute_imports() -> None:
 # --- forbidden imports ------------------------------------------------------------------------
 
 FORBIDDEN = {
-    "domain": ("starlette", "uvicorn", "httpx", "pytest", "jsonschema", "referencing", "orjson",
+    "domain": ("starlette", "uvicorn", "httpx", "pytest", "jsonschema", "referencing",
                "mockserver.http", "mockserver.spec"),
     "spec": ("starlette", "uvicorn", "httpx", "pytest", "mockserver.http"),
     "http": ("uvicorn", "pytest"),
@@ -127,7 +127,7 @@ def allowed(module: Module, name: str) -> bool:
     if layer == "domain":
         if within(name, "mockserver.domain") or top(name) == "sortedcontainers":
             return True
-        return top(name) == "yaml" and module.name == "mockserver.domain.fixtures"
+        return top(name) in ("yaml", "orjson") and module.name == "mockserver.domain.fixtures"
     if layer == "spec":
         if within(name, "mockserver.spec") or within(name, "mockserver.domain.errors"):
             return True

@@ -103,7 +103,7 @@ class _StateChecker(_Loader):
         return [item if isinstance(item, dict) else {} for item in items]
 
     def _records(self, objects: dict[str, ObjectDef], users: dict[str, User]) -> list[Record]:
-        loaded: list[tuple[str, ObjectDef, dict[str, Any]]] = []
+        loaded: list[tuple[str, str, ObjectDef, dict[str, Any]]] = []
         seen: dict[str, str] = {}  # id -> object id, for references and duplicates
         for i, item in enumerate(self._read("records", "records")):
             where = f"records[{i}]"
@@ -121,14 +121,8 @@ class _StateChecker(_Loader):
                 self.fail(f"{where}.id", f"duplicate record id {rid!r}")
                 continue
             seen[rid] = obj.id
-            loaded.append((where, obj, item))
-        records: list[Record] = []
-        unique: dict[tuple[str, str, Any], str] = {}
-        for where, obj, item in loaded:
-            rec = self._record(item, where, obj, users, seen, unique)
-            if rec is not None:
-                records.append(rec)
-        return records
+            loaded.append((self.file, where, obj, item))
+        return self._check_records(loaded, users, seen)
 
     def _clock(self, clock: Any) -> None:
         if clock is None:

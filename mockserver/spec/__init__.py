@@ -178,7 +178,7 @@ class Spec:
     def load(cls, path: str | Path | None = None) -> Spec:
         path = Path(path) if path is not None else bundled_spec_path()
         with path.open(encoding="utf-8") as fh:
-            return cls(yaml.safe_load(fh), source=str(path))
+            return cls(yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)), source=str(path))
 
     def _resolve(self, ref: str) -> dict[str, Any]:
         node: Any = self.document
