@@ -9,7 +9,8 @@ test suite filters or sorts on) and then maintained at O(log n) per write.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -163,15 +164,8 @@ class CompositeIndex:
         if key is not None:
             self.sorted.discard(key)
 
-    def page(
-        self,
-        eq_keys: tuple[Any, ...],
-        bounds: tuple[Any, bool, Any, bool] | None,
-        desc: bool,
-        offset: int,
-        limit: int,
-    ) -> tuple[list[str], int]:
-        """The ids of one page and the total, for these eq keys and sort-field bounds."""
+    def _span(self, eq_keys: tuple[Any, ...], bounds: tuple[Any, bool, Any, bool] | None) -> tuple[int, int]:
+        """Where the entries with these eq keys and a sort-field value within `bounds` lie."""
         sl = self.sorted
         lo, lo_incl, hi, hi_incl = bounds if bounds is not None else (None, True, None, True)
         if lo is None:
@@ -186,11 +180,58 @@ class CompositeIndex:
             stop = sl.bisect_right((*eq_keys, 0, hi, ID_MAX))
         else:
             stop = sl.bisect_left((*eq_keys, 0, hi))
-        stop = max(start, stop)
+        return start, max(start, stop)
+
+    def _empty_span(self, eq_keys: tuple[Any, ...]) -> tuple[int, int]:
+        return self.sorted.bisect_left((*eq_keys, 1)), self.sorted.bisect_left((*eq_keys, 2))
+
+    def count(self, keysets: tuple[tuple[Any, ...], ...], bounds: tuple[Any, bool, Any, bool] | None) -> int:
+        """Matches for any combination of the keys; `bounds` (a range, or all-None for
+        "not empty") leaves out the records whose sort field is empty."""
+        total = 0
+        for eq_keys in itertools.product(*keysets):
+            start, stop = self._span(eq_keys, bounds)
+            total += stop - start
+            if bounds is None:
+                e_start, e_stop = self._empty_span(eq_keys)
+                total += e_stop - e_start
+        return total
+
+    def matcher(
+        self, keysets: tuple[tuple[Any, ...], ...], bounds: tuple[Any, bool, Any, bool] | None
+    ) -> Callable[[str], bool]:
+        """The same condition as `count`, for one record id (from its entry, no record read)."""
+        keys = self.keys
+        sets = [frozenset(k) for k in keysets]
+        n = len(sets)
+        lo, lo_incl, hi, hi_incl = bounds if bounds is not None else (None, True, None, True)
+
+        def match(rid: str) -> bool:
+            entry = keys.get(rid)
+            if entry is None or any(entry[i] not in sets[i] for i in range(n)):
+                return False
+            if entry[n] == 1:  # the sort field is empty
+                return bounds is None
+            value = entry[n + 1]
+            if lo is not None and (value < lo or (value == lo and not lo_incl)):
+                return False
+            return hi is None or value < hi or (value == hi and hi_incl)
+
+        return match
+
+    def page(
+        self,
+        eq_keys: tuple[Any, ...],
+        bounds: tuple[Any, bool, Any, bool] | None,
+        desc: bool,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[str], int]:
+        """The ids of one page and the total, for these eq keys and sort-field bounds."""
+        sl = self.sorted
+        start, stop = self._span(eq_keys, bounds)
         # A range on the sort field excludes its empty values; otherwise they follow, by id.
-        empty_start = empty_stop = 0
-        if bounds is None:
-            empty_start, empty_stop = sl.bisect_left((*eq_keys, 1)), sl.bisect_left((*eq_keys, 2))
+        empty_start, empty_stop = self._empty_span(eq_keys) if bounds is None else (0, 0)
         n_values = stop - start
         total = n_values + (empty_stop - empty_start)
         at = len(eq_keys) + 1  # where the sort key sits in an entry

@@ -95,17 +95,15 @@ class Test(NamedTuple):
     arg: Any = None
 
 
-#: Marks a condition that is not a lone, exact `$eq`.
-NO_KEY: Any = object()
-
-
 @dataclass(slots=True)
 class Condition:
     spec: KeySpec
     tests: list[Test]
     plan: Plan | None
-    #: The one index key a lone, exact `$eq` asks for (NO_KEY otherwise).
-    eq_key: Any = NO_KEY
+    #: The index keys a lone, exact `$eq` or `$in` asks for (None otherwise).
+    eq_keys: tuple[Any, ...] | None = None
+    #: A lone `$empty: false`.
+    nonempty: bool = False
     #: `(lo, lo_incl, hi, hi_incl)` when the condition is only range operators.
     bounds: tuple[Any, bool, Any, bool] | None = None
 
@@ -202,9 +200,11 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
     plan = min(plans, key=lambda p: _PLAN_PREFERENCE[p.kind]) if plans else None
     if plan is not None and len(tests) > 1:
         plan.exact = False
-    condition = Condition(spec, tests, plan, eq_key=NO_KEY)
-    if len(tests) == 1 and plan is not None and plan.kind == "keys" and plan.exact and len(plan.keys) == 1:
-        condition.eq_key = plan.keys[0]
+    condition = Condition(spec, tests, plan)
+    if len(tests) == 1 and plan is not None and plan.kind == "keys" and plan.exact:
+        condition.eq_keys = tuple(plan.keys)
+    elif len(tests) == 1 and tests[0].fast == "nonempty":
+        condition.nonempty = True
     elif all(op in RANGE_OPS for op in cond) and (lo is not None or hi is not None):
         condition.bounds = (
             lo[0] if lo else None,
@@ -462,24 +462,77 @@ def _not_applicable(spec: KeySpec, op: str, why: str) -> BadRequest:
 # --- running ---------------------------------------------------------------------------------
 
 
-def _composite_shape(
-    query: Query,
-) -> tuple[tuple[KeySpec, ...], tuple[Any, ...], tuple[Any, bool, Any, bool] | None] | None:
-    """When every condition is an exact `$eq` (on any field) or a range on the sort field, a
-    composite index (eq keys..., sort key, id) answers count and page by bisection."""
-    eq: list[tuple[str, KeySpec, Any]] = []
-    bounds = None
+@dataclass(slots=True)
+class Shape:
+    """A query a composite index answers: exact keys on some fields (`eq`), and at most one
+    more condition, a range or `$empty: false`, on the `tail` field that follows them."""
+
+    eq: tuple[KeySpec, ...]
+    keysets: tuple[tuple[Any, ...], ...]
+    tail: KeySpec
+    bounds: tuple[Any, bool, Any, bool] | None  # None: no range; (None, True, None, True): non-empty
+
+    @property
+    def single_keys(self) -> bool:
+        return all(len(keys) == 1 for keys in self.keysets)
+
+
+#: Past this many key combinations ($in on several fields), the general path is cheaper.
+MAX_KEY_COMBINATIONS = 64
+#: Walking the sort order for a page stops being worth it past this many records.
+MAX_WALK = 20_000
+
+
+def _composite_shape(query: Query) -> Shape | None:
+    eq: list[Condition] = []
+    tail: Condition | None = None
     for c in query.conditions:
-        if c.eq_key is not NO_KEY:
-            eq.append((c.spec.slug, c.spec, c.eq_key))
-        elif c.bounds is not None and c.spec.slug == query.sort.slug and bounds is None:
-            bounds = c.bounds
+        if c.eq_keys is not None:
+            eq.append(c)
+        elif (c.bounds is not None or c.nonempty) and tail is None:
+            tail = c
         else:
             return None
-    if not eq and bounds is None:
+    if not eq and tail is None:
         return None
-    eq.sort(key=lambda e: e[0])  # one index per set of fields, whatever the filter's key order
-    return tuple(e[1] for e in eq), tuple(e[2] for e in eq), bounds
+    combinations = 1
+    for c in eq:
+        combinations *= len(c.eq_keys or ())
+    if combinations > MAX_KEY_COMBINATIONS:
+        return None
+    eq.sort(key=lambda c: c.spec.slug)  # one index per set of fields, whatever the filter's order
+    if tail is None:
+        tail_spec, bounds = query.sort, None
+    else:
+        tail_spec, bounds = tail.spec, tail.bounds or (None, True, None, True)
+    return Shape(tuple(c.spec for c in eq), tuple(c.eq_keys or () for c in eq), tail_spec, bounds)
+
+
+def _run_composite(
+    store: ObjectStore, query: Query, shape: Shape, offset: int, limit: int
+) -> tuple[list[str], int] | None:
+    """Count from a composite index; page from it too when it is ordered like the query,
+    else by walking the sort order until the page is full. None: not worth it here."""
+    idx = store.composite(shape.eq, shape.tail)
+    if shape.tail.slug == query.sort.slug and shape.single_keys:
+        keys = tuple(k[0] for k in shape.keysets)
+        return idx.page(keys, shape.bounds, query.desc, offset, limit)
+    total = idx.count(shape.keysets, shape.bounds)
+    if total == 0 or offset >= total:
+        return [], total
+    if (offset + limit) * len(store) / total > MAX_WALK:
+        return None
+    match = idx.matcher(shape.keysets, shape.bounds)
+    ids: list[str] = []
+    seen = 0
+    for rid in store.index(query.sort).iter_order(query.desc):
+        if match(rid):
+            if seen >= offset:
+                ids.append(rid)
+                if len(ids) == limit:
+                    break
+            seen += 1
+    return ids, total
 
 
 def select(store: ObjectStore, conditions: list[Condition]) -> list[str] | None:
@@ -585,11 +638,11 @@ def order_page(
 
 def run(store: ObjectStore, query: Query, page: int, per_page: int) -> tuple[list[str], int]:
     """One page of ids and the total number of matches."""
-    composite = _composite_shape(query)
-    if composite is not None:
-        eq_specs, eq_keys, bounds = composite
-        idx = store.composite(eq_specs, query.sort)
-        return idx.page(eq_keys, bounds, query.desc, (page - 1) * per_page, per_page)
+    shape = _composite_shape(query)
+    if shape is not None:
+        answer = _run_composite(store, query, shape, (page - 1) * per_page, per_page)
+        if answer is not None:
+            return answer
     matches = select(store, query.conditions)
     total = len(store) if matches is None else len(matches)
     ids = order_page(store, matches, query.sort, query.desc, (page - 1) * per_page, per_page)
