@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from mockserver import create_app
 from mockserver.domain.backend import FixtureSet
 from mockserver.domain.fixtures import load_fixtures
+from mockserver.spec import Spec
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,10 +29,16 @@ def fixture_set() -> FixtureSet:
     return load_fixtures()
 
 
+@pytest.fixture(scope="session")
+def spec() -> Spec:
+    """openapi.yaml, parsed and compiled once (apps never change it)."""
+    return Spec.load()
+
+
 @pytest.fixture
-def app(fixture_set: FixtureSet) -> Starlette:
+def app(fixture_set: FixtureSet, spec: Spec) -> Starlette:
     """A fresh app per test, so no test sees another's writes."""
-    return create_app(fixture_set, seed=1234, validate_responses=True)
+    return create_app(fixture_set, spec=spec, seed=1234, validate_responses=True)
 
 
 @pytest.fixture

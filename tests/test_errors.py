@@ -12,10 +12,6 @@ from kantos_support import ADMIN_KEY, FREE_KEY, INTAKE_KEY, SERVER_KEY
 from starlette.applications import Starlette
 from starlette.types import Message, Scope
 
-from mockserver import create_app
-from mockserver.domain.backend import FixtureSet
-from mockserver.spec import Spec
-
 ERROR_KEYS = {"error", "code", "status", "details"}
 MIB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
@@ -35,17 +31,6 @@ SURFACE: dict[str, set[str]] = {
     "/api/crm/objects/obj_contacts/fields": {"POST"},
 }
 EVERY_METHOD = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
-
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return Spec.load()
-
-
-@pytest.fixture
-def app(fixture_set: FixtureSet, spec: Spec) -> Starlette:
-    """As conftest's `app`, but sharing one parsed spec, to keep the suite fast."""
-    return create_app(fixture_set, spec=spec, seed=1234, validate_responses=True)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -9,12 +9,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from starlette.applications import Starlette
 
 import mockserver
-from mockserver import create_app
-from mockserver.domain.backend import FixtureSet
-from mockserver.spec import Spec
 
 OBJECTS_YAML = Path(mockserver.__file__).parent / "fixtures" / "objects.yaml"
 QUERY = "/api/crm/records/query"
@@ -22,17 +18,6 @@ SUMMARY_KEYS = {"id", "name", "slug", "icon", "field_count"}
 FIELD_KEYS = {"id", "name", "slug", "type", "required", "unique", "position"}
 OPTIONAL_FIELD_KEYS = {"options", "default_value"}
 TYPES_WITH_OPTIONS = {"status", "dropdown", "multi_select", "reference"}
-
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return Spec.load()
-
-
-@pytest.fixture
-def app(fixture_set: FixtureSet, spec: Spec) -> Starlette:
-    """As conftest's `app`, but sharing one parsed spec, to keep the suite fast."""
-    return create_app(fixture_set, spec=spec, seed=1234, validate_responses=True)
 
 
 @pytest.fixture(scope="module")

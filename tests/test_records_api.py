@@ -27,17 +27,6 @@ ELTON = "rec_f969cba7dfad"  # contact with notes, tags, company, linkedin, avata
 A_COMPANY = "rec_d16c9aaa89b1"  # a company (Elton's)
 
 
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return Spec.load()
-
-
-@pytest.fixture
-def app(fixture_set: FixtureSet, spec: Spec) -> Starlette:
-    """As conftest's `app`, but sharing one parsed spec, to keep the suite fast."""
-    return create_app(fixture_set, spec=spec, seed=1234, validate_responses=True)
-
-
 def instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 

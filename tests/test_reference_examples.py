@@ -14,12 +14,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from starlette.applications import Starlette
 
 import mockserver
-from mockserver import create_app
-from mockserver.domain.backend import FixtureSet
-from mockserver.spec import Spec
 
 RECORDS_DIR = Path(mockserver.__file__).parent / "fixtures" / "records"
 RECORD_KEYS = {"id", "object_id", "field_values", "created_at", "updated_at", "created_by"}
@@ -63,17 +59,6 @@ UPDATE_BODY = """{
 }"""
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return Spec.load()
-
-
-@pytest.fixture
-def app(fixture_set: FixtureSet, spec: Spec) -> Starlette:
-    """As conftest's `app`, but sharing one parsed spec, to keep the suite fast."""
-    return create_app(fixture_set, spec=spec, seed=1234, validate_responses=True)
 
 
 # --- the fixture files, read independently of the mock ---------------------------------------

@@ -5,6 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 
+def describe(value: Any) -> str:
+    """How error messages name a value that was received: `null`, `a boolean`, `a number`,
+    `the string 'x'` (short strings are quoted), `an array`, `an object`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) <= 40 else "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 class KantosError(Exception):
     """An error the API reports as `{"error", "code", "status", "details"}`."""
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .errors import BadRequest
+from .errors import BadRequest, describe
 from .index import FieldIndex, ObjectStore
 from .records import KeySpec, Kind, key_spec
 from .schema import ObjectDef, is_number, parse_date, parse_instant_operand
@@ -420,29 +420,15 @@ def _expected_scalar(spec: KeySpec, op: str) -> str:
     }[spec.kind]
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return f"the string {value!r}" if len(value) <= 40 else "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
 def _operand_error(spec: KeySpec, op: str, expected: str, got: Any) -> BadRequest:
     return BadRequest(
-        f"Filter on {spec.slug!r} ({spec.type_name}): {op} expects {expected}, got {_json_type(got)}",
+        f"Filter on {spec.slug!r} ({spec.type_name}): {op} expects {expected}, got {describe(got)}",
         {
             "param": "filters",
             "field": spec.slug,
             "operator": op,
             "expected": expected,
-            "reason": f"{op} on a {spec.type_name} field expects {expected}, got {_json_type(got)}",
+            "reason": f"{op} on a {spec.type_name} field expects {expected}, got {describe(got)}",
         },
     )
 

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from .clock import to_us
+from .errors import describe
 
 
 class FieldType(StrEnum):
@@ -261,14 +262,14 @@ def check_value(
     if t in NUMERIC_TYPES:
         if is_number(value):
             return json_number(value), None
-        return None, f"expected a finite number, got {_describe(value)}"
+        return None, f"expected a finite number, got {describe(value)}"
     if t is FieldType.BOOLEAN:
         if isinstance(value, bool):
             return value, None
-        return None, f"expected true or false, got {_describe(value)}"
+        return None, f"expected true or false, got {describe(value)}"
     if t is FieldType.MULTI_SELECT:
         return _check_multi(f, value)
-    return None, f"expected {_expected(f)}, got {_describe(value)}"
+    return None, f"expected {_expected(f)}, got {describe(value)}"
 
 
 def _check_string(
@@ -310,7 +311,7 @@ _STRING_FORMATS: dict[FieldType, Callable[[str], bool]] = {
 
 def _check_multi(f: FieldDef, value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, list):
-        return None, f"expected an array of {list(f.choices)}, got {_describe(value)}"
+        return None, f"expected an array of {list(f.choices)}, got {describe(value)}"
     if not value:
         return EMPTY, None
     bad = [v for v in value if not isinstance(v, str) or v not in f.choices]
@@ -345,17 +346,3 @@ def _expected(f: FieldDef) -> str:
     if f.type in (FieldType.STATUS, FieldType.DROPDOWN):
         return f"one of {list(f.choices)}"
     return _EXPECTED[f.type]
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

@@ -36,7 +36,8 @@ def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *args],
         cwd=ROOT,
-        env={**os.environ, **env},
+        # A fresh process: not an xdist worker even when this test runs in one.
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}, **env},
         capture_output=True,
         text=True,
         timeout=300,
