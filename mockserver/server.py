@@ -74,7 +74,8 @@ def serve_forever(app: Starlette, sock: socket.socket, on_ready: Callable[[], No
     shutdown (uvicorn shuts down, then re-raises the signal to the handler it found)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
-    server = uvicorn.Server(uvicorn_config(app, **config))
+    uv_config = uvicorn_config(app, **config)
+    server = uvicorn.Server(uv_config)
 
     async def main() -> None:
         task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -84,7 +85,9 @@ def serve_forever(app: Starlette, sock: socket.socket, on_ready: Callable[[], No
             on_ready()
         await task
 
-    asyncio.run(main())
+    # uvicorn applies its `loop` setting (uvloop when installed) only in Server.run().
+    with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
+        runner.run(main())
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
