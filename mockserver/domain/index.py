@@ -21,6 +21,45 @@ from .records import KeySpec, Kind, Record
 ID_MAX = "\U0010ffff"
 
 
+def window(
+    sl: SortedList,
+    start: int,
+    stop: int,
+    key_at: int,
+    group: Callable[[Any], tuple[int, int]],
+    desc: bool,
+    offset: int,
+    count: int,
+) -> list[str]:
+    """Ids at positions `offset..offset+count` of the entries `sl[start:stop]` in sort order:
+    ascending, or descending with ties still by id ascending. Entries end with the id and hold
+    their sort key at `key_at`; `group(key)` is the span of the entries with that key.
+
+    One slice of the SortedList, widened in descending order to whole groups of equal keys at
+    its two ends (only those can be cut), then reordered group by group."""
+    count = min(count, stop - start - offset)
+    if count <= 0:
+        return []
+    if not desc:
+        return [entry[-1] for entry in sl[start + offset : start + offset + count]]
+    hi = stop - offset  # the window, in ascending positions: [hi - count, hi)
+    lo = hi - count
+    g_lo = max(start, group(sl[lo][key_at])[0])
+    g_hi = min(stop, group(sl[hi - 1][key_at])[1])
+    chunk = sl[g_lo:g_hi]
+    ordered: list[str] = []
+    i = len(chunk)
+    while i > 0:  # groups from the highest key down, each read ascending (ids ascending)
+        j = i - 1
+        key = chunk[j][key_at]
+        while j > 0 and chunk[j - 1][key_at] == key:
+            j -= 1
+        ordered.extend(entry[-1] for entry in chunk[j:i])
+        i = j
+    first = offset - (stop - g_hi)  # descending position of `ordered[0]` is stop - g_hi
+    return ordered[first : first + count]
+
+
 class FieldIndex:
     def __init__(self, spec: KeySpec, records: Iterable[Record]) -> None:
         self.spec = spec
@@ -89,20 +128,20 @@ class FieldIndex:
     def __len__(self) -> int:
         return len(self.sorted) + len(self.empties)
 
-    def at(self, position: int, desc: bool) -> str:
-        """The id at `position` of the whole ordering: values (asc or desc, ties by id
-        ascending), then the empty ones by id ascending."""
-        n_values = len(self.sorted)
-        if position >= n_values:
-            return str(self.empties[position - n_values])
-        if not desc:
-            return str(self.sorted[position][1])
-        # Reversed order reverses ties too; groups of equal keys keep their span, so map the
-        # position into its group and read the group ascending.
-        key = self.sorted[n_values - 1 - position][0]
-        lo = self.sorted.bisect_left((key,))
-        hi = self.sorted.bisect_right((key, ID_MAX))
-        return str(self.sorted[lo + position - (n_values - hi)][1])
+    def page(self, desc: bool, offset: int, limit: int) -> list[str]:
+        """Ids of one page of the whole ordering: values (asc or desc, ties by id ascending),
+        then the empty ones by id ascending."""
+        sl = self.sorted
+        n_values = len(sl)
+
+        def group(key: Any) -> tuple[int, int]:
+            return sl.bisect_left((key,)), sl.bisect_right((key, ID_MAX))
+
+        ids = window(sl, 0, n_values, 0, group, desc, offset, limit)
+        if len(ids) < limit:
+            skip = max(0, offset - n_values)
+            ids += self.empties[skip : skip + limit - len(ids)]
+        return ids
 
     def iter_order(self, desc: bool) -> Iterator[str]:
         """Every id in sort order (see `at`)."""
@@ -234,19 +273,14 @@ class CompositeIndex:
         empty_start, empty_stop = self._empty_span(eq_keys) if bounds is None else (0, 0)
         n_values = stop - start
         total = n_values + (empty_stop - empty_start)
-        at = len(eq_keys) + 1  # where the sort key sits in an entry
-        ids: list[str] = []
-        for p in range(offset, min(offset + limit, total)):
-            if p >= n_values:
-                ids.append(sl[empty_start + p - n_values][-1])
-            elif not desc:
-                ids.append(sl[start + p][-1])
-            else:
-                # Reversed order reverses ties too: read each group of equal keys ascending.
-                key = sl[stop - 1 - p][at]
-                g_lo = max(start, sl.bisect_left((*eq_keys, 0, key)))
-                g_hi = min(stop, sl.bisect_right((*eq_keys, 0, key, ID_MAX)))
-                ids.append(sl[g_lo + p - (stop - g_hi)][-1])
+
+        def group(key: Any) -> tuple[int, int]:
+            return sl.bisect_left((*eq_keys, 0, key)), sl.bisect_right((*eq_keys, 0, key, ID_MAX))
+
+        ids = window(sl, start, stop, len(eq_keys) + 1, group, desc, offset, limit)
+        if len(ids) < limit and empty_stop > empty_start:
+            skip = empty_start + max(0, offset - n_values)
+            ids += [entry[-1] for entry in sl[skip : min(empty_stop, skip + limit - len(ids))]]
         return ids, total
 
 

@@ -593,8 +593,7 @@ def order_page(
     """The ids of one page of `matches` (None: all records) in sort order."""
     idx = store.index(sort)
     if matches is None:
-        stop = min(offset + limit, len(idx))
-        return [idx.at(p, desc) for p in range(offset, stop)]
+        return idx.page(desc, offset, limit)
     m = len(matches)
     if offset >= m:
         return []

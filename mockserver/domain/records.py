@@ -13,7 +13,7 @@ from .schema import FieldDef, FieldType, ObjectDef, parse_datetime_us
 class Record:
     """One record. `values` holds only non-empty fields and is replaced, never mutated, on update."""
 
-    __slots__ = ("created_at", "created_by", "id", "object_id", "updated_at", "values")
+    __slots__ = ("_stamps", "created_at", "created_by", "id", "object_id", "updated_at", "values")
 
     def __init__(
         self,
@@ -30,14 +30,19 @@ class Record:
         self.created_at = created_at
         self.updated_at = updated_at
         self.created_by = created_by
+        #: The two timestamps as served, formatted the first time the record is.
+        self._stamps: tuple[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        stamps = self._stamps
+        if stamps is None:
+            stamps = self._stamps = (format_timestamp(self.created_at), format_timestamp(self.updated_at))
         return {
             "id": self.id,
             "object_id": self.object_id,
             "field_values": self.values,
-            "created_at": format_timestamp(self.created_at),
-            "updated_at": format_timestamp(self.updated_at),
+            "created_at": stamps[0],
+            "updated_at": stamps[1],
             "created_by": self.created_by,
         }
 

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
+from starlette.convertors import Convertor
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..domain.auth import ApiKey, require_admin
 from ..domain.backend import Backend, Page
-from ..domain.errors import BadRequest, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType
+from ..domain.errors import (
+    BadRequest,
+    KantosError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from ..domain.query import compile_query
 from ..spec import Operation, Spec
-from .responses import json_response, rate_headers
+from .gate import is_api_path
+from .responses import error_response
 
 MAX_BODY = 1024 * 1024
 ADMIN_OPERATIONS = frozenset({"createObject", "createField"})
@@ -99,7 +111,11 @@ def check_content_type(value: str | None) -> None:
 
 
 async def read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
+    return await receive_body(request.headers.get("content-length"), request.receive)
+
+
+async def receive_body(declared: str | None, receive: Receive) -> bytes:
+    """The whole body, or PayloadTooLarge as soon as it passes 1 MiB (declared or streamed)."""
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
         raise PayloadTooLarge(
             f"The body is {declared} bytes; the limit is {MAX_BODY} (1 MiB)",
@@ -107,7 +123,11 @@ async def read_body(request: Request) -> bytes:
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
             raise PayloadTooLarge(
@@ -115,6 +135,8 @@ async def read_body(request: Request) -> bytes:
                 {"limit": MAX_BODY, "size": size},
             )
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     return b"".join(chunks)
 
 
@@ -138,48 +160,75 @@ def _explain_filters(backend: Backend, items: list[tuple[str, str]], exc: BadReq
     return exc
 
 
-def _endpoint(ops: dict[str, Operation]) -> Callable[[Request], Any]:
-    allowed = sorted(ops)
+class KantosApi:
+    """Every `/api` request, in pure ASGI: the spec's paths (compiled by Starlette's own path
+    compiler), dispatch by method, one handler, and the response written directly. Other paths
+    go on to `app` (Starlette's router). Running in front of the router, with no Request or
+    Response objects, is what keeps the per-request overhead of the mock low."""
 
-    async def endpoint(request: Request) -> Response:
-        op = ops.get(request.method)
+    def __init__(self, app: ASGIApp, spec: Spec) -> None:
+        missing = {o.operation_id for ops in spec.paths.values() for o in ops.values()} - set(HANDLERS)
+        if missing:
+            raise ValueError(f"{spec.source} has operations the mock does not implement: {sorted(missing)}")
+        self.app = app
+        self.routes: list[tuple[re.Pattern[str], dict[str, Convertor[Any]], dict[str, Operation]]] = []
+        for path, ops in spec.paths.items():
+            regex, _, convertors = compile_path(path)
+            self.routes.append((regex, convertors, ops))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_api_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._handle(scope, receive, send)
+        except KantosError as exc:
+            await error_response(exc, scope)(scope, receive, send)
+
+    def _route(self, path: str, method: str) -> tuple[dict[str, Operation], dict[str, Any]]:
+        for regex, convertors, ops in self.routes:
+            match = regex.match(path)
+            if match is not None:
+                return ops, {name: convertors[name].convert(v) for name, v in match.groupdict().items()}
+        raise NotFound(f"No route for {method} {path}", {"path": path, "id": path})
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        ops, path_params = self._route(scope["path"], method)
+        op = ops.get(method)
         if op is None:
-            raise MethodNotAllowed(request.method, allowed)
-        state = request.scope["state"]
+            # 405 with exactly the spec's methods (HEAD and OPTIONS included: they are not listed).
+            raise MethodNotAllowed(method, sorted(ops))
+        state = scope["state"]
         backend: Backend = state["backend"]
         key: ApiKey = state["key"]
         if op.operation_id in ADMIN_OPERATIONS:
             require_admin(key)
         raw = b""
         if op.body is not None:
-            check_content_type(request.headers.get("content-type"))
-            raw = await read_body(request)
-        items = request.query_params.multi_items()
+            headers = Headers(scope=scope)
+            check_content_type(headers.get("content-type"))
+            raw = await receive_body(headers.get("content-length"), receive)
+        items = (
+            parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True) if op.has_query else []
+        )
         try:
             query = op.parse_query(items)
         except BadRequest as exc:
             raise _explain_filters(backend, items, exc) from None
         body = op.parse_body(raw)
-        status, payload = HANDLERS[op.operation_id](backend, key, request.path_params, query, body)
+        status, payload = HANDLERS[op.operation_id](backend, key, path_params, query, body)
+        rate = state.get("rate")
+        headers_out = rate.raw_headers() if rate is not None else []
         if status == 204:
-            return Response(status_code=204, headers=rate_headers(request.scope))
-        return json_response(payload, status, rate_headers(request.scope))
-
-    return endpoint
-
-
-def api_routes(spec: Spec) -> list[Route]:
-    missing = {op for ops in spec.paths.values() for op in (o.operation_id for o in ops.values())} - set(
-        HANDLERS
-    )
-    if missing:
-        raise ValueError(f"{spec.source} has operations the mock does not implement: {sorted(missing)}")
-    return [_any_method_route(path, _endpoint(ops)) for path, ops in spec.paths.items()]
-
-
-def _any_method_route(path: str, endpoint: Callable[[Request], Any]) -> Route:
-    # A function endpoint defaults to GET and HEAD; clearing `methods` lets every method
-    # reach the dispatcher, which answers 405 with exactly the spec's methods in `Allow`.
-    route = Route(path, endpoint)
-    route.methods = None
-    return route
+            await send({"type": "http.response.start", "status": 204, "headers": headers_out})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        content = orjson.dumps(payload)
+        headers_out = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(content)).encode()),
+            *headers_out,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers_out})
+        await send({"type": "http.response.body", "body": content})

@@ -20,7 +20,7 @@ from ..domain.errors import KantosError
 from ..domain.fixtures import load_fixtures
 from ..domain.tenants import Tenants
 from ..spec import Spec
-from .api import api_routes
+from .api import KantosApi
 from .control import control_routes
 from .gate import Gate, TenantRegistry
 from .responses import internal_error_handler, kantos_error_handler, not_found_handler
@@ -63,7 +63,6 @@ def create_app(
         return Response(spec_json, media_type="application/json")
 
     routes: list[Any] = [Route("/openapi.json", openapi_json, methods=["GET"])]
-    routes += api_routes(the_spec)
     if control:
         routes += control_routes(registry)
     app = Starlette(
@@ -71,6 +70,7 @@ def create_app(
         middleware=[
             *self_check_middleware(the_spec, validate_responses),
             Middleware(Gate, registry=registry),
+            Middleware(KantosApi, spec=the_spec),
         ],
         exception_handlers={
             KantosError: kantos_error_handler,
