@@ -1,4 +1,4 @@
-"""The Kantos routes: one Starlette Route per spec path, a dispatcher, and thin handlers."""
+"""The Kantos API in pure ASGI: the spec's paths, dispatch by method, thin handlers."""
 
 from __future__ import annotations
 
