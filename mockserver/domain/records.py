@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .clock import format_timestamp
-from .schema import FieldDef, FieldType, ObjectDef, parse_datetime_us
+from .schema import STRING_EMPTYABLE, FieldDef, FieldType, ObjectDef, parse_datetime_us
 
 
 class Record:
@@ -73,16 +73,9 @@ class KeySpec:
     sort_key: Callable[[Any], Any]  # stored (non-empty) value -> orderable key
 
 
-_STRING_TYPES = {
-    FieldType.TEXT,
-    FieldType.LONG_TEXT,
-    FieldType.EMAIL,
-    FieldType.PHONE,
-    FieldType.URL,
-    FieldType.IMAGE,
-    FieldType.REFERENCE,
-    FieldType.USER,
-}
+#: Types that compare as text and sort lowercased: the string types, except the choices (status,
+#: dropdown), which sort by their options' order.
+_TEXT_LIKE = STRING_EMPTYABLE - {FieldType.STATUS, FieldType.DROPDOWN}
 
 
 def _lower(v: str) -> str:
@@ -121,7 +114,7 @@ def key_spec(obj: ObjectDef, slug: str) -> KeySpec | None:
     sort_key: Callable[[Any], Any]
     if t in (FieldType.NUMBER, FieldType.CURRENCY):
         kind, sort_key = Kind.NUMBER, _ident
-    elif t in _STRING_TYPES:
+    elif t in _TEXT_LIKE:
         kind, sort_key = Kind.STRING, _lower
     elif t in (FieldType.STATUS, FieldType.DROPDOWN):
         position = f.choice_position

@@ -60,9 +60,11 @@ class Operation:
     #: keys, None standing for any array index) and the status they get instead of 400.
     body_status: list[tuple[tuple[str | None, ...], int]] = field(default_factory=list)
 
-    @property
-    def has_query(self) -> bool:
-        return any(p.location == "query" for p in self.params)
+    #: Whether any query parameter is declared (else the query string is not even parsed).
+    has_query: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.has_query = any(p.location == "query" for p in self.params)
 
     def parse_query(self, items: list[tuple[str, str]]) -> dict[str, Any]:
         """Typed values of the declared query parameters; unknown ones are ignored."""
