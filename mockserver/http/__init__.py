@@ -1,1 +1,1 @@
-"""The Starlette app: the gate (auth, limits), spec-driven routes, thin handlers, error table."""
+"""The HTTP layer: `/api` in pure ASGI (api.py), the gate and control API for the rest, the error table."""

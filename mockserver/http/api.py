@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from starlette.convertors import Convertor
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from ..domain.auth import ApiKey, require_admin
+from ..domain.auth import ApiKey, RateStatus, authenticate, require_admin, require_server_key
 from ..domain.backend import Backend, Page
 from ..domain.errors import (
     BadRequest,
@@ -22,12 +22,16 @@ from ..domain.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     UnsupportedMediaType,
 )
 from ..domain.query import compile_query
+from ..domain.tenants import DEFAULT
 from ..spec import Operation, Spec
-from .gate import is_api_path
-from .responses import error_response
+from .faults import FaultRule, act
+from .gate import MOCK_ONLY, SAFE_METHODS, HeldAnswer, Tenant, TenantRegistry
+from .journal import Entry, prefetch_body
+from .responses import send_error, send_internal_error, send_json
 
 MAX_BODY = 1024 * 1024
 ADMIN_OPERATIONS = frozenset({"createObject", "createField"})
@@ -161,54 +165,216 @@ def _explain_filters(backend: Backend, items: list[tuple[str, str]], exc: BadReq
 
 
 class KantosApi:
-    """Every `/api` request, in pure ASGI: the spec's paths (compiled by Starlette's own path
-    compiler), dispatch by method, one handler, and the response written directly. Other paths
-    go on to `app` (Starlette's router). Running in front of the router, with no Request or
-    Response objects, is what keeps the per-request overhead of the mock low."""
+    """Every `/api` request, start to finish, in one pure-ASGI coroutine: the tenant
+    (`X-Mock-Tenant`), the journal entry, fault rules, the API key (401), the rate limit (429),
+    intake keys (403), then the spec's route (404/405), validation, one handler, and the response
+    written as two ASGI messages. Each of those steps was a middleware of its own; run in line,
+    with the headers read in one pass and no Request, Response or wrapped `send`, the per-request
+    overhead of the mock is a fraction of what the layers cost (`./dev bench http`).
 
-    def __init__(self, app: ASGIApp, spec: Spec) -> None:
+    Other paths never come here: `http/app.py`'s `MockApp` sends only `/api` this way."""
+
+    def __init__(self, spec: Spec, registry: TenantRegistry) -> None:
         missing = {o.operation_id for ops in spec.paths.values() for o in ops.values()} - set(HANDLERS)
         if missing:
             raise ValueError(f"{spec.source} has operations the mock does not implement: {sorted(missing)}")
-        self.app = app
+        self.registry = registry
+        #: Paths without parameters, looked up directly; the others by their compiled pattern.
+        self.static: dict[str, dict[str, Operation]] = {}
         self.routes: list[tuple[re.Pattern[str], dict[str, Convertor[Any]], dict[str, Operation]]] = []
         for path, ops in spec.paths.items():
             regex, _, convertors = compile_path(path)
-            self.routes.append((regex, convertors, ops))
+            if convertors:
+                self.routes.append((regex, convertors, ops))
+            else:
+                self.static[path] = ops
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_api_path(scope["path"]):
-            await self.app(scope, receive, send)
-            return
+        tenant_name = api_key = content_type = declared = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                api_key = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"x-mock-tenant":
+                tenant_name = value.decode("latin-1")
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
         try:
-            await self._handle(scope, receive, send)
+            tenant = self.registry.get(tenant_name)
         except KantosError as exc:
-            await error_response(exc, scope)(scope, receive, send)
+            state[MOCK_ONLY] = "X-Mock-Tenant"
+            await send_error(exc, None, send)
+            return
+        state["tenant"] = tenant
+        state["backend"] = tenant.backend
+        registry = self.registry
+        if registry.state_file is not None and tenant.name == DEFAULT and scope["method"] not in SAFE_METHODS:
+            held = HeldAnswer(registry, send)
+            try:
+                await self._journaled(tenant, scope, receive, held, api_key, content_type, declared, chunked)
+            finally:
+                await held.release()
+        else:
+            await self._journaled(tenant, scope, receive, send, api_key, content_type, declared, chunked)
+
+    async def _journaled(
+        self,
+        tenant: Tenant,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        api_key: str | None,
+        content_type: str | None,
+        declared: str | None,
+        chunked: bool,
+    ) -> None:
+        started = time.perf_counter()
+        backend = tenant.backend
+        at_us = backend.clock.now_us()
+        # A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 §6.3).
+        if declared is None and not chunked:
+            raw = b""
+        else:
+            raw, receive = await prefetch_body(receive)
+        state = scope["state"]
+        status: int | None = None
+        try:
+            rule = tenant.faults.fire(scope["method"], scope["path"]) if len(tenant.faults) else None
+            if rule is not None:
+                status = await self._faulted(rule, scope, receive, send, raw, api_key, content_type, declared)
+            else:
+                status = await self._answer(backend, scope, send, raw, api_key, content_type, declared)
+        finally:
+            tenant.journal.add(
+                Entry(
+                    0,
+                    at_us,
+                    scope["method"],
+                    scope["path"],
+                    scope["query_string"],
+                    scope["headers"],
+                    raw[:MAX_BODY],
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    state.get("fault"),
+                )
+            )
+
+    async def _faulted(
+        self,
+        rule: FaultRule,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        raw: bytes,
+        api_key: str | None,
+        content_type: str | None,
+        declared: str | None,
+    ) -> int | None:
+        """A fault rule fired: it may delay, answer or drop; unless it answered, go on as usual."""
+        state = scope["state"]
+        state["fault"] = rule.id
+        if rule.status is not None or rule.drop:
+            state[MOCK_ONLY] = rule.id
+        status: int | None = None
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        if await act(rule, scope, receive, watch):
+            return status
+        return await self._answer(state["backend"], scope, send, raw, api_key, content_type, declared)
+
+    async def _answer(
+        self,
+        backend: Backend,
+        scope: Scope,
+        send: Send,
+        raw: bytes,
+        api_key: str | None,
+        content_type: str | None,
+        declared: str | None,
+    ) -> int:
+        """Guard, route, validate, run the handler and send its answer (or the Kantos error)."""
+        rate: RateStatus | None = None
+        try:
+            key = authenticate(backend.keys, api_key)
+            now_s = backend.clock.now_us() // 1_000_000
+            try:
+                rate = backend.limiter.hit(key, now_s)
+            except RateLimited:
+                rate = backend.limiter.peek(key, now_s)
+                raise
+            path = scope["path"]
+            if path == "/api/crm" or path.startswith("/api/crm/"):
+                require_server_key(key)
+            status, payload = self._handle(backend, key, scope, raw, content_type, declared)
+        except KantosError as exc:
+            return await send_error(exc, rate, send)
+        except Exception as exc:
+            # A bug in the mock: answer in the Kantos shape, then re-raise so the server logs
+            # it with its traceback (and an in-process test sees it), as Starlette would.
+            await send_internal_error(send, exc)
+            raise
+        headers = rate.raw_headers() if rate is not None else []
+        if status == 204:
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send_json(send, status, payload, headers)
+        return status
 
     def _route(self, path: str, method: str) -> tuple[dict[str, Operation], dict[str, Any]]:
+        ops = self.static.get(path)
+        if ops is not None:
+            return ops, {}
         for regex, convertors, ops in self.routes:
             match = regex.match(path)
             if match is not None:
                 return ops, {name: convertors[name].convert(v) for name, v in match.groupdict().items()}
         raise NotFound(f"No route for {method} {path}", {"path": path, "id": path})
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _handle(
+        self,
+        backend: Backend,
+        key: ApiKey,
+        scope: Scope,
+        raw: bytes,
+        content_type: str | None,
+        declared: str | None,
+    ) -> tuple[int, Any]:
         method = scope["method"]
         ops, path_params = self._route(scope["path"], method)
         op = ops.get(method)
         if op is None:
             # 405 with exactly the spec's methods (HEAD and OPTIONS included: they are not listed).
             raise MethodNotAllowed(method, sorted(ops))
-        state = scope["state"]
-        backend: Backend = state["backend"]
-        key: ApiKey = state["key"]
         if op.operation_id in ADMIN_OPERATIONS:
             require_admin(key)
-        raw = b""
         if op.body is not None:
-            headers = Headers(scope=scope)
-            check_content_type(headers.get("content-type"))
-            raw = await receive_body(headers.get("content-length"), receive)
+            check_content_type(content_type)
+            if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+                raise PayloadTooLarge(
+                    f"The body is {declared} bytes; the limit is {MAX_BODY} (1 MiB)",
+                    {"limit": MAX_BODY, "size": int(declared)},
+                )
+            if len(raw) > MAX_BODY:
+                raise PayloadTooLarge(
+                    f"The body exceeds the limit of {MAX_BODY} bytes (1 MiB)",
+                    {"limit": MAX_BODY, "size": len(raw)},
+                )
+        else:
+            raw = b""
         items = (
             parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True) if op.has_query else []
         )
@@ -217,18 +383,4 @@ class KantosApi:
         except BadRequest as exc:
             raise _explain_filters(backend, items, exc) from None
         body = op.parse_body(raw)
-        status, payload = HANDLERS[op.operation_id](backend, key, path_params, query, body)
-        rate = state.get("rate")
-        headers_out = rate.raw_headers() if rate is not None else []
-        if status == 204:
-            await send({"type": "http.response.start", "status": 204, "headers": headers_out})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        content = orjson.dumps(payload)
-        headers_out = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(content)).encode()),
-            *headers_out,
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers_out})
-        await send({"type": "http.response.body", "body": content})
+        return HANDLERS[op.operation_id](backend, key, path_params, query, body)

@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..domain.backend import FixtureSet
 from ..domain.clock import Clock
@@ -22,10 +23,48 @@ from ..domain.tenants import Tenants
 from ..spec import Spec
 from .api import KantosApi
 from .control import control_routes
-from .gate import Gate, TenantRegistry
+from .gate import Gate, TenantRegistry, is_api_path
 from .responses import internal_error_handler, kantos_error_handler, not_found_handler
-from .selfcheck import self_check_middleware
+from .selfcheck import ResponseSelfCheck, self_check_enabled
 from .webhooks import WebhookSender
+
+
+class MockApp(Starlette):
+    """Starlette, with `/api` taken straight to `KantosApi` (behind the response self-check
+    when it is on): the Kantos API runs no Starlette middleware, router or exception handler,
+    only its own code. Everything else (`/_mock`, `/openapi.json`, 404s) is Starlette's.
+    Middleware a user adds with `add_middleware` still wraps both, `/api` included."""
+
+    def __init__(self, api: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api = api
+        #: The mock's own middleware; `add_middleware` puts the user's in front of these.
+        self._own_middleware = len(self.user_middleware)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        mine = self.user_middleware
+        added = mine[: len(mine) - self._own_middleware]
+        self.user_middleware = mine[len(added) :]
+        try:
+            rest = super().build_middleware_stack()
+        finally:
+            self.user_middleware = mine
+        app: ASGIApp = _ApiFirst(self.api, rest)
+        for cls, args, kwargs in reversed(added):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+class _ApiFirst:
+    def __init__(self, api: ASGIApp, rest: ASGIApp) -> None:
+        self.api = api
+        self.rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_api_path(scope["path"]):
+            await self.api(scope, receive, send)
+        else:
+            await self.rest(scope, receive, send)
 
 
 def create_app(
@@ -39,7 +78,7 @@ def create_app(
     state_file: str | Path | None = None,
     webhook_timeout: float = 30.0,
     webhook_allow: Iterable[str] = (),
-) -> Starlette:
+) -> MockApp:
     """The mock as an ASGI app, on the bundled fixtures and spec unless told otherwise.
 
     `validate_responses`: validate every `/api` response against the spec and fail loudly on a
@@ -65,12 +104,14 @@ def create_app(
     routes: list[Any] = [Route("/openapi.json", openapi_json, methods=["GET"])]
     if control:
         routes += control_routes(registry)
-    app = Starlette(
+    check = self_check_enabled(validate_responses)
+    api = KantosApi(the_spec, registry)
+    app = MockApp(
+        ResponseSelfCheck(api, the_spec) if check else api,
         routes=routes,
         middleware=[
-            *self_check_middleware(the_spec, validate_responses),
+            *([Middleware(ResponseSelfCheck, spec=the_spec)] if check else []),
             Middleware(Gate, registry=registry),
-            Middleware(KantosApi, spec=the_spec),
         ],
         exception_handlers={
             KantosError: kantos_error_handler,

@@ -1,4 +1,4 @@
-"""Pure-ASGI gate: picks the tenant, journals and faults requests, then guards `/api` (401, 429, 403)."""
+"""Tenants and the state file, and the pure-ASGI gate in front of every path but `/api`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..domain.auth import authenticate, require_server_key
 from ..domain.backend import Backend
-from ..domain.errors import KantosError, RateLimited
+from ..domain.errors import KantosError
 from ..domain.state import export_state, import_state, write_atomic
 from ..domain.tenants import DEFAULT, Tenants
 from .faults import Faults, act
@@ -126,7 +125,38 @@ class TenantRegistry:
             self.save()
 
 
+class HeldAnswer:
+    """A `send` that holds the answer to a change until the state file is written, so a client
+    that got its answer can rely on the change surviving a restart. `release()` writes the file
+    (when the answer is a success) and then sends what was held."""
+
+    def __init__(self, registry: TenantRegistry, send: Send) -> None:
+        self.registry = registry
+        self.send = send
+        self.held: list[Message] = []
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        self.held.append(message)
+
+    async def release(self) -> None:
+        if 200 <= self.status < 400:
+            try:
+                self.registry.save()
+            except OSError as exc:
+                log.error("kantos-mock: could not write the state file %s: %s", self.registry.state_file, exc)
+        for message in self.held:
+            await self.send(message)
+        self.held = []
+
+
 class Gate:
+    """Every path but `/api` (which `http/api.py` serves start to finish): picks the tenant;
+    journals and faults requests outside the control API; holds the answers to changes until
+    the state file is written."""
+
     def __init__(self, app: ASGIApp, registry: TenantRegistry) -> None:
         self.app = app
         self.registry = registry
@@ -140,7 +170,7 @@ class Gate:
             tenant = self.registry.get(Headers(scope=scope).get("x-mock-tenant"))
         except KantosError as exc:
             state[MOCK_ONLY] = "X-Mock-Tenant"
-            await error_response(exc, scope)(scope, receive, send)
+            await error_response(exc)(scope, receive, send)
             return
         state["tenant"] = tenant
         state["backend"] = tenant.backend
@@ -149,7 +179,9 @@ class Gate:
             and tenant.name == DEFAULT
             and scope["method"] not in SAFE_METHODS
         ):
-            await self._saving(scope, receive, send)
+            held = HeldAnswer(self.registry, send)
+            await self._route(scope, receive, held)
+            await held.release()
         else:
             await self._route(scope, receive, send)
 
@@ -169,46 +201,4 @@ class Gate:
                 scope["state"][MOCK_ONLY] = rule.id
             if await act(rule, scope, receive, send):
                 return
-        await self._guarded(scope, receive, send)
-
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = scope["state"]
-        backend: Backend = state["backend"]
-        headers = Headers(scope=scope)
-        path = scope["path"]
-        try:
-            if is_api_path(path):
-                key = state["key"] = authenticate(backend.keys, headers.get("x-api-key"))
-                now_s = backend.clock.now_us() // 1_000_000
-                try:
-                    state["rate"] = backend.limiter.hit(key, now_s)
-                except RateLimited:
-                    state["rate"] = backend.limiter.peek(key, now_s)
-                    raise
-                if path == "/api/crm" or path.startswith("/api/crm/"):
-                    require_server_key(key)
-        except KantosError as exc:
-            await error_response(exc, scope)(scope, receive, send)
-            return
         await self.app(scope, receive, send)
-
-    async def _saving(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Hold the answer to a change until the state file is written, so a client that got its
-        answer can rely on the change surviving a restart."""
-        held: list[Message] = []
-        status = 0
-
-        async def hold(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            held.append(message)
-
-        await self._route(scope, receive, hold)
-        if 200 <= status < 400:
-            try:
-                self.registry.save()
-            except OSError as exc:
-                log.error("kantos-mock: could not write the state file %s: %s", self.registry.state_file, exc)
-        for message in held:
-            await send(message)

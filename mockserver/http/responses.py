@@ -7,8 +7,9 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import Send
 
+from ..domain.auth import RateStatus
 from ..domain.errors import KantosError, MethodNotAllowed, NotFound, RateLimited
 
 
@@ -16,39 +17,58 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
     return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type="application/json")
 
 
-def rate_headers(scope: Scope) -> dict[str, str]:
-    state = scope.get("state") or {}
-    rate = state.get("rate")
-    return rate.headers() if rate is not None else {}
-
-
-def error_response(exc: KantosError, scope: Scope) -> Response:
-    headers = rate_headers(scope)
+def error_response(exc: KantosError) -> Response:
+    """A Kantos error as a Starlette Response, for the paths Starlette serves (`/_mock`, 404s
+    outside `/api`); `/api` answers with `send_error`."""
+    headers: dict[str, str] = {}
     if isinstance(exc, MethodNotAllowed):
         headers["Allow"] = ", ".join(exc.allowed)
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(exc.retry_after)
     return json_response(exc.body(), exc.status, headers)
 
 
-async def kantos_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, KantosError)
-    return error_response(exc, request.scope)
+async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    """A JSON answer as two ASGI messages (the `/api` path has no Response objects)."""
+    content = orjson.dumps(payload)
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": content})
 
 
-async def not_found_handler(request: Request, exc: Exception) -> Response:
-    path = request.url.path
-    return error_response(
-        NotFound(f"No route for {request.method} {path}", {"path": path, "id": path}), request.scope
-    )
+async def send_error(exc: KantosError, rate: RateStatus | None, send: Send) -> int:
+    """`error_response` in raw ASGI: the Kantos error body, rate-limit headers when the request
+    was counted, `Allow` on a 405, `Retry-After` on a 429. Returns the status sent."""
+    headers = rate.raw_headers() if rate is not None else []
+    if isinstance(exc, MethodNotAllowed):
+        headers.append((b"allow", ", ".join(exc.allowed).encode("latin-1")))
+    if isinstance(exc, RateLimited):
+        headers.append((b"retry-after", str(exc.retry_after).encode("latin-1")))
+    await send_json(send, exc.status, exc.body(), headers)
+    return exc.status
 
 
-async def internal_error_handler(request: Request, exc: Exception) -> Response:
-    # A bug in the mock: answer in the Kantos shape; Starlette re-raises it so it is logged.
-    body = {
+async def send_internal_error(send: Send, exc: Exception) -> None:
+    await send_json(send, 500, _internal_body(exc), [])
+
+
+def _internal_body(exc: Exception) -> dict[str, Any]:
+    return {
         "error": f"Internal error in the mock: {type(exc).__name__}",
         "code": "INTERNAL",
         "status": 500,
         "details": {},
     }
-    return json_response(body, 500)
+
+
+async def kantos_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KantosError)
+    return error_response(exc)
+
+
+async def not_found_handler(request: Request, exc: Exception) -> Response:
+    path = request.url.path
+    return error_response(NotFound(f"No route for {request.method} {path}", {"path": path, "id": path}))
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    # A bug in the mock: answer in the Kantos shape; Starlette re-raises it so it is logged.
+    return json_response(_internal_body(exc), 500)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 
 import orjson
-from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..spec import Spec
@@ -32,11 +31,9 @@ from .gate import MOCK_ONLY
 ENV_VAR = "KANTOS_MOCK_VALIDATE_RESPONSES"
 
 
-def self_check_middleware(spec: Spec, enabled: bool | None = None) -> list[Middleware]:
-    """The middleware list entry for `create_app`: empty when off. None: on when ENV_VAR is 1."""
-    if enabled is None:
-        enabled = os.environ.get(ENV_VAR) == "1"
-    return [Middleware(ResponseSelfCheck, spec=spec)] if enabled else []
+def self_check_enabled(enabled: bool | None = None) -> bool:
+    """`create_app(validate_responses=...)`: None means on when ENV_VAR is 1."""
+    return os.environ.get(ENV_VAR) == "1" if enabled is None else enabled
 
 
 class ResponseSelfCheck:
