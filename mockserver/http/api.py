@@ -29,9 +29,9 @@ from ..domain.query import compile_query
 from ..domain.tenants import DEFAULT
 from ..spec import Operation, Spec
 from .faults import FaultRule, act
-from .gate import MOCK_ONLY, SAFE_METHODS, HeldAnswer, Tenant, TenantRegistry
-from .journal import Entry, prefetch_body
-from .responses import send_error, send_internal_error, send_json
+from .gate import MOCK_ONLY, SAFE_METHODS, HeldAnswer, TenantRegistry
+from .journal import prefetch_body
+from .responses import error_headers, internal_error_body, send_error, send_json
 
 MAX_BODY = 1024 * 1024
 ADMIN_OPERATIONS = frozenset({"createObject", "createField"})
@@ -206,79 +206,67 @@ class KantosApi:
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
+        registry = self.registry
         try:
-            tenant = self.registry.get(tenant_name)
+            tenant = registry.get(tenant_name)
         except KantosError as exc:
             state[MOCK_ONLY] = "X-Mock-Tenant"
             await send_error(exc, None, send)
             return
         state["tenant"] = tenant
         state["backend"] = tenant.backend
-        registry = self.registry
         if registry.state_file is not None and tenant.name == DEFAULT and scope["method"] not in SAFE_METHODS:
-            held = HeldAnswer(registry, send)
-            try:
-                await self._journaled(tenant, scope, receive, held, api_key, content_type, declared, chunked)
-            finally:
-                await held.release()
+            send = held = HeldAnswer(registry, send)
         else:
-            await self._journaled(tenant, scope, receive, send, api_key, content_type, declared, chunked)
-
-    async def _journaled(
-        self,
-        tenant: Tenant,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        api_key: str | None,
-        content_type: str | None,
-        declared: str | None,
-        chunked: bool,
-    ) -> None:
+            held = None
         started = time.perf_counter()
         backend = tenant.backend
-        at_us = backend.clock.now_us()
+        now_us = backend.clock.now_us()
         # A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 §6.3).
         if declared is None and not chunked:
             raw = b""
         else:
             raw, receive = await prefetch_body(receive)
-        state = scope["state"]
         status: int | None = None
         try:
             rule = tenant.faults.fire(scope["method"], scope["path"]) if len(tenant.faults) else None
             if rule is not None:
-                status = await self._faulted(rule, scope, receive, send, raw, api_key, content_type, declared)
+                answered, status = await self._faulted(rule, scope, receive, send)
+                if answered:
+                    return
+            try:
+                status, payload, headers = self._answer(backend, scope, raw, api_key, content_type, declared)
+            except Exception as exc:
+                # A bug in the mock: answer in the Kantos shape, then re-raise so the server logs
+                # it with its traceback (and an in-process test sees it), as Starlette would.
+                status = 500
+                await send_json(send, 500, internal_error_body(exc), [])
+                raise
+            if status == 204:
+                await send({"type": "http.response.start", "status": 204, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
             else:
-                status = await self._answer(backend, scope, send, raw, api_key, content_type, declared)
+                await send_json(send, status, payload, headers)
         finally:
             tenant.journal.add(
-                Entry(
-                    0,
-                    at_us,
-                    scope["method"],
-                    scope["path"],
-                    scope["query_string"],
-                    scope["headers"],
-                    raw[:MAX_BODY],
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                    state.get("fault"),
-                )
+                now_us,
+                scope["method"],
+                scope["path"],
+                scope["query_string"],
+                scope["headers"],
+                raw[:MAX_BODY],
+                status,
+                (time.perf_counter() - started) * 1000,
+                state.get("fault"),
             )
+            if held is not None:
+                await held.release()
 
     async def _faulted(
-        self,
-        rule: FaultRule,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        raw: bytes,
-        api_key: str | None,
-        content_type: str | None,
-        declared: str | None,
-    ) -> int | None:
-        """A fault rule fired: it may delay, answer or drop; unless it answered, go on as usual."""
+        self, rule: FaultRule, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[bool, int | None]:
+        """A fault rule fired: it may delay, answer or drop. Whether it answered (or dropped the
+        connection) itself, and the status it answered with."""
         state = scope["state"]
         state["fault"] = rule.id
         if rule.status is not None or rule.drop:
@@ -291,21 +279,20 @@ class KantosApi:
                 status = message["status"]
             await send(message)
 
-        if await act(rule, scope, receive, watch):
-            return status
-        return await self._answer(state["backend"], scope, send, raw, api_key, content_type, declared)
+        answered = await act(rule, scope, receive, watch)
+        return answered, status
 
-    async def _answer(
+    def _answer(
         self,
         backend: Backend,
         scope: Scope,
-        send: Send,
         raw: bytes,
         api_key: str | None,
         content_type: str | None,
         declared: str | None,
-    ) -> int:
-        """Guard, route, validate, run the handler and send its answer (or the Kantos error)."""
+    ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
+        """Guard, route, validate and run the handler: status, payload and headers of the answer
+        (the Kantos error's, for a KantosError)."""
         rate: RateStatus | None = None
         try:
             key = authenticate(backend.keys, api_key)
@@ -320,19 +307,8 @@ class KantosApi:
                 require_server_key(key)
             status, payload = self._handle(backend, key, scope, raw, content_type, declared)
         except KantosError as exc:
-            return await send_error(exc, rate, send)
-        except Exception as exc:
-            # A bug in the mock: answer in the Kantos shape, then re-raise so the server logs
-            # it with its traceback (and an in-process test sees it), as Starlette would.
-            await send_internal_error(send, exc)
-            raise
-        headers = rate.raw_headers() if rate is not None else []
-        if status == 204:
-            await send({"type": "http.response.start", "status": 204, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-        else:
-            await send_json(send, status, payload, headers)
-        return status
+            return exc.status, exc.body(), error_headers(exc, rate)
+        return status, payload, rate.raw_headers()
 
     def _route(self, path: str, method: str) -> tuple[dict[str, Operation], dict[str, Any]]:
         ops = self.static.get(path)

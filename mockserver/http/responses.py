@@ -34,23 +34,24 @@ async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[b
     await send({"type": "http.response.body", "body": content})
 
 
-async def send_error(exc: KantosError, rate: RateStatus | None, send: Send) -> int:
-    """`error_response` in raw ASGI: the Kantos error body, rate-limit headers when the request
-    was counted, `Allow` on a 405, `Retry-After` on a 429. Returns the status sent."""
+def error_headers(exc: KantosError, rate: RateStatus | None) -> list[tuple[bytes, bytes]]:
+    """An `/api` error's headers: rate-limit headers when the request was counted, `Allow` on a
+    405, `Retry-After` on a 429."""
     headers = rate.raw_headers() if rate is not None else []
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", ", ".join(exc.allowed).encode("latin-1")))
     if isinstance(exc, RateLimited):
         headers.append((b"retry-after", str(exc.retry_after).encode("latin-1")))
-    await send_json(send, exc.status, exc.body(), headers)
-    return exc.status
+    return headers
 
 
-async def send_internal_error(send: Send, exc: Exception) -> None:
-    await send_json(send, 500, _internal_body(exc), [])
+async def send_error(exc: KantosError, rate: RateStatus | None, send: Send) -> None:
+    """`error_response` in raw ASGI."""
+    await send_json(send, exc.status, exc.body(), error_headers(exc, rate))
 
 
-def _internal_body(exc: Exception) -> dict[str, Any]:
+def internal_error_body(exc: Exception) -> dict[str, Any]:
+    """The answer to a bug in the mock, in the Kantos shape."""
     return {
         "error": f"Internal error in the mock: {type(exc).__name__}",
         "code": "INTERNAL",
@@ -71,4 +72,4 @@ async def not_found_handler(request: Request, exc: Exception) -> Response:
 
 async def internal_error_handler(request: Request, exc: Exception) -> Response:
     # A bug in the mock: answer in the Kantos shape; Starlette re-raises it so it is logged.
-    return json_response(_internal_body(exc), 500)
+    return json_response(internal_error_body(exc), 500)
