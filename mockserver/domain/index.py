@@ -44,9 +44,20 @@ def window(
         return [entry[-1] for entry in sl[start + offset : start + offset + count]]
     hi = stop - offset  # the window, in ascending positions: [hi - count, hi)
     lo = hi - count
-    g_lo = max(start, group(sl[lo][key_at])[0])
-    g_hi = min(stop, group(sl[hi - 1][key_at])[1])
-    chunk = sl[g_lo:g_hi]
+    # One slice with a neighbour on each side: a group of equal keys can only be cut where a
+    # neighbour shares the key of the window's end. Only then ask `group` where it starts or ends.
+    a, b = max(start, lo - 1), min(stop, hi + 1)
+    chunk = sl[a:b]
+    first_key, last_key = chunk[lo - a][key_at], chunk[hi - 1 - a][key_at]
+    cut_low = a < lo and chunk[0][key_at] == first_key
+    cut_high = b > hi and chunk[-1][key_at] == last_key
+    if cut_low or cut_high:
+        g_lo = max(start, group(first_key)[0]) if cut_low else lo
+        g_hi = min(stop, group(last_key)[1]) if cut_high else hi
+        chunk = sl[g_lo:g_hi]
+    else:
+        g_lo, g_hi = lo, hi
+        chunk = chunk[lo - a : hi - a]
     ordered: list[str] = []
     i = len(chunk)
     while i > 0:  # groups from the highest key down, each read ascending (ids ascending)
@@ -54,7 +65,10 @@ def window(
         key = chunk[j][key_at]
         while j > 0 and chunk[j - 1][key_at] == key:
             j -= 1
-        ordered.extend(entry[-1] for entry in chunk[j:i])
+        if i - j == 1:
+            ordered.append(chunk[j][-1])
+        else:
+            ordered.extend([entry[-1] for entry in chunk[j:i]])
         i = j
     first = offset - (stop - g_hi)  # descending position of `ordered[0]` is stop - g_hi
     return ordered[first : first + count]

@@ -93,7 +93,18 @@ def _instant(v: str) -> int:
 
 
 def key_spec(obj: ObjectDef, slug: str) -> KeySpec | None:
-    """The KeySpec for a field slug or system field of `obj`, or None when there is none."""
+    """The KeySpec for a field slug or system field of `obj`, or None when there is none. Made
+    once per field: every query asks for its filter and sort keys."""
+    known: KeySpec | None = obj.key_specs.get(slug)
+    if known is not None and known.field is obj.by_slug.get(slug):
+        return known
+    spec = _key_spec(obj, slug)
+    if spec is not None:
+        obj.key_specs[slug] = spec
+    return spec
+
+
+def _key_spec(obj: ObjectDef, slug: str) -> KeySpec | None:
     if slug == "id":
         return KeySpec("id", Kind.STRING, None, "id", lambda r: r.id, _ident)
     if slug == "created_by":

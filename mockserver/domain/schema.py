@@ -126,6 +126,8 @@ class ObjectDef:
     icon: str | None
     fields: list[FieldDef] = field(default_factory=list)
     by_slug: dict[str, FieldDef] = field(default_factory=dict)
+    #: `records.key_spec()`'s answers by slug, each valid while its field is the one in `by_slug`.
+    key_specs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def add_field(self, f: FieldDef) -> None:
         self.fields.append(f)

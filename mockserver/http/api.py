@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 import orjson
 from starlette.convertors import Convertor
@@ -94,6 +94,22 @@ HANDLERS: dict[str, Handler] = {
         b.create_field(path["object_id"], body).to_json(),
     ),
 }
+
+
+def query_items(qs: str) -> list[tuple[str, str]]:
+    """`urllib.parse.parse_qsl(qs, keep_blank_values=True)`, item for item, in about half the
+    time: pairs split on `&`, a missing `=` giving an empty value, `+` a space, `%XX` UTF-8."""
+    items: list[tuple[str, str]] = []
+    for part in qs.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "+" in value:
+            value = value.replace("+", " ")
+        items.append((unquote(name), unquote(value)))
+    return items
 
 
 def check_content_type(value: str | None) -> None:
@@ -351,9 +367,7 @@ class KantosApi:
                 )
         else:
             raw = b""
-        items = (
-            parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True) if op.has_query else []
-        )
+        items = query_items(scope["query_string"].decode("latin-1")) if op.has_query else []
         try:
             query = op.parse_query(items)
         except BadRequest as exc:

@@ -60,23 +60,25 @@ class Operation:
     #: keys, None standing for any array index) and the status they get instead of 400.
     body_status: list[tuple[tuple[str | None, ...], int]] = field(default_factory=list)
 
-    #: Whether any query parameter is declared (else the query string is not even parsed).
+    #: The declared query parameters (an empty list: the query string is not even parsed).
+    query_params: list[Param] = field(init=False, default_factory=list)
     has_query: bool = field(init=False, default=False)
+    _param_names: frozenset[str] = field(init=False, default=frozenset())
 
     def __post_init__(self) -> None:
-        self.has_query = any(p.location == "query" for p in self.params)
+        self.query_params = [p for p in self.params if p.location == "query"]
+        self.has_query = bool(self.query_params)
+        self._param_names = frozenset(p.name for p in self.params)
 
     def parse_query(self, items: list[tuple[str, str]]) -> dict[str, Any]:
         """Typed values of the declared query parameters; unknown ones are ignored."""
         given: dict[str, str] = {}
         for name, value in items:
-            if name in given and any(p.name == name for p in self.params):
+            if name in given and name in self._param_names:
                 raise BadRequest.param(name, "given more than once; send it once")
             given[name] = value
         out: dict[str, Any] = {}
-        for p in self.params:
-            if p.location != "query":
-                continue
+        for p in self.query_params:
             if p.name not in given:
                 if p.required:
                     raise BadRequest.param(p.name, "is required")
@@ -307,7 +309,8 @@ class Compiled:
 
 
 def _validate(validator: Compiled, value: Any, param: str | None) -> None:
-    _validate_errors(validator.iter_errors(value), param)
+    if not validator.fast.is_valid(value):
+        _validate_errors(validator.full.iter_errors(value), param)
 
 
 def _validate_errors(errors: Iterable[ValidationError], param: str | None) -> None:
