@@ -127,7 +127,9 @@ def allowed(module: Module, name: str) -> bool:
     if layer == "domain":
         if within(name, "mockserver.domain") or top(name) == "sortedcontainers":
             return True
-        return top(name) in ("yaml", "orjson") and module.name == "mockserver.domain.fixtures"
+        return (top(name) in ("yaml", "orjson") and module.name == "mockserver.domain.fixtures") or (
+            top(name) == "orjson" and module.name == "mockserver.domain.records"
+        )
     if layer == "spec":
         if within(name, "mockserver.spec") or within(name, "mockserver.domain.errors"):
             return True

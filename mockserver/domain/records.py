@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from .clock import format_timestamp
 from .schema import STRING_EMPTYABLE, FieldDef, FieldType, ObjectDef, parse_datetime_us
 
@@ -13,7 +15,7 @@ from .schema import STRING_EMPTYABLE, FieldDef, FieldType, ObjectDef, parse_date
 class Record:
     """One record. `values` holds only non-empty fields and is replaced, never mutated, on update."""
 
-    __slots__ = ("_stamps", "created_at", "created_by", "id", "object_id", "updated_at", "values")
+    __slots__ = ("created_at", "created_by", "id", "json", "object_id", "updated_at", "values")
 
     def __init__(
         self,
@@ -30,19 +32,20 @@ class Record:
         self.created_at = created_at
         self.updated_at = updated_at
         self.created_by = created_by
-        #: The two timestamps as served, formatted the first time the record is.
-        self._stamps: tuple[str, str] | None = None
+        #: The record as the API serves it, encoded once when the record is made (records never
+        #: change; an update makes a new one): a read sends these bytes as they are. Encoding on
+        #: each read cost more than anything else in a page of 25, mostly in cache misses.
+        # A copy: the bytes orjson returns keep the buffer they were written in (kilobytes), and
+        # 100,000 of them took 390 MB; the copy is its own size.
+        self.json: bytes = bytes(memoryview(orjson.dumps(self.to_json())))
 
     def to_json(self) -> dict[str, Any]:
-        stamps = self._stamps
-        if stamps is None:
-            stamps = self._stamps = (format_timestamp(self.created_at), format_timestamp(self.updated_at))
         return {
             "id": self.id,
             "object_id": self.object_id,
             "field_values": self.values,
-            "created_at": stamps[0],
-            "updated_at": stamps[1],
+            "created_at": format_timestamp(self.created_at),
+            "updated_at": format_timestamp(self.updated_at),
             "created_by": self.created_by,
         }
 

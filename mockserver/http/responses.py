@@ -27,8 +27,9 @@ def error_response(exc: KantosError) -> Response:
 
 
 async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]]) -> None:
-    """A JSON answer as two ASGI messages (the `/api` path has no Response objects)."""
-    content = orjson.dumps(payload)
+    """A JSON answer as two ASGI messages (the `/api` path has no Response objects). `payload`
+    is encoded here, unless it is bytes: JSON already (records keep their own encoding)."""
+    content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": content})
