@@ -89,6 +89,17 @@ def _check_fixtures(directory: str) -> int:
     return 0
 
 
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    """After each full collection, freeze what survived it, as was done after loading. Records
+    that writes create live as long as the server, and a full collection walks every object not
+    frozen: with writes coming in, each one paused requests for longer (a p99 of 100-230 ms for
+    POST and PATCH under load). Frozen objects are still freed when no longer referenced; only a
+    reference cycle among them would not be, and a request leaves none (tests/test_mockserver.py
+    counts them)."""
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
+
+
 def _serve(ns: argparse.Namespace) -> int:
     from .domain.fixtures import FixtureError
     from .http.app import create_app
@@ -142,7 +153,12 @@ def _serve(ns: argparse.Namespace) -> int:
     # for 100 ms and more).
     gc.collect()
     gc.freeze()
-    with contextlib.suppress(KeyboardInterrupt):
-        serve_forever(app, sock, ready)
+    gc.callbacks.append(_freeze_survivors)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            serve_forever(app, sock, ready)
+    finally:  # as it was, should anything run on in this process
+        gc.callbacks.remove(_freeze_survivors)
+        gc.unfreeze()
     print("kantos-mock: stopped", flush=True)
     return 0
