@@ -88,19 +88,12 @@ class RateStatus:
     reset: int  # Unix seconds when the window that binds opens anew
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """The same headers as ASGI wants them."""
+        """The X-RateLimit-* headers every counted request gets, as ASGI wants them."""
         return [
             (b"x-ratelimit-limit", str(self.limit).encode()),
             (b"x-ratelimit-remaining", str(self.remaining).encode()),
             (b"x-ratelimit-reset", str(self.reset).encode()),
         ]
-
-    def headers(self) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset),
-        }
 
 
 class RateLimiter:

@@ -141,13 +141,23 @@ async def read_body(request: Request) -> bytes:
     return await receive_body(request.headers.get("content-length"), request.receive)
 
 
-async def receive_body(declared: str | None, receive: Receive) -> bytes:
-    """The whole body, or PayloadTooLarge as soon as it passes 1 MiB (declared or streamed)."""
+def check_body_size(declared: str | None, size: int) -> None:
+    """PayloadTooLarge when the declared Content-Length, or the bytes received, pass 1 MiB."""
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
         raise PayloadTooLarge(
             f"The body is {declared} bytes; the limit is {MAX_BODY} (1 MiB)",
             {"limit": MAX_BODY, "size": int(declared)},
         )
+    if size > MAX_BODY:
+        raise PayloadTooLarge(
+            f"The body exceeds the limit of {MAX_BODY} bytes (1 MiB)",
+            {"limit": MAX_BODY, "size": size},
+        )
+
+
+async def receive_body(declared: str | None, receive: Receive) -> bytes:
+    """The whole body, or PayloadTooLarge as soon as it passes 1 MiB (declared or streamed)."""
+    check_body_size(declared, 0)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -156,11 +166,7 @@ async def receive_body(declared: str | None, receive: Receive) -> bytes:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
-            raise PayloadTooLarge(
-                f"The body exceeds the limit of {MAX_BODY} bytes (1 MiB)",
-                {"limit": MAX_BODY, "size": size},
-            )
+        check_body_size(None, size)
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
@@ -258,7 +264,9 @@ class KantosApi:
                 if answered:
                     return
             try:
-                status, payload, headers = self._answer(backend, scope, raw, api_key, content_type, declared)
+                status, payload, headers = self._answer(
+                    backend, scope, raw, api_key, content_type, declared, now_us
+                )
             except Exception as exc:
                 # A bug in the mock: answer in the Kantos shape, then re-raise so the server logs
                 # it with its traceback (and an in-process test sees it), as Starlette would.
@@ -313,13 +321,14 @@ class KantosApi:
         api_key: str | None,
         content_type: str | None,
         declared: str | None,
+        now_us: int,
     ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
         """Guard, route, validate and run the handler: status, payload and headers of the answer
         (the Kantos error's, for a KantosError)."""
         rate: RateStatus | None = None
         try:
             key = authenticate(backend.keys, api_key)
-            now_s = backend.clock.now_us() // 1_000_000
+            now_s = now_us // 1_000_000
             try:
                 rate = backend.limiter.hit(key, now_s)
             except RateLimited:
@@ -362,16 +371,7 @@ class KantosApi:
             require_admin(key)
         if op.body is not None:
             check_content_type(content_type)
-            if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-                raise PayloadTooLarge(
-                    f"The body is {declared} bytes; the limit is {MAX_BODY} (1 MiB)",
-                    {"limit": MAX_BODY, "size": int(declared)},
-                )
-            if len(raw) > MAX_BODY:
-                raise PayloadTooLarge(
-                    f"The body exceeds the limit of {MAX_BODY} bytes (1 MiB)",
-                    {"limit": MAX_BODY, "size": len(raw)},
-                )
+            check_body_size(declared, len(raw))
         else:
             raw = b""
         items = query_items(scope["query_string"].decode("latin-1")) if op.has_query else []

@@ -135,22 +135,13 @@ class Journal:
         """Journal one request: its headers as sent (redacted when read), its body (up to 1 MiB),
         the status answered (None: no answer was sent), how long it took, the fault rule that
         fired on it."""
-        headers = tuple((bytes(k), bytes(v)) for k, v in headers)
+        kept = tuple(headers)  # ASGI servers give (name, value) tuples of bytes: kept as they are
         with self._lock:
-            entry = (
-                self._next_id,
-                at_us,
-                method,
-                path,
-                query_string,
-                headers,
-                body,
-                status,
-                duration_ms,
-                fault,
-            )
+            number = self._next_id
             self._next_id += 1
-            self._entries.append(entry)
+            self._entries.append(
+                (number, at_us, method, path, query_string, kept, body, status, duration_ms, fault)
+            )
 
     def clear(self) -> None:
         with self._lock:
