@@ -33,6 +33,8 @@ OPERATORS = (
     "$empty",
 )
 RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
+_OPERATOR_SET = frozenset(OPERATORS)
+_RANGE_SET = frozenset(RANGE_OPS)
 TEXT_OPS = ("$contains", "$not_contains", "$starts_with", "$ends_with")
 _TOP = "\U0010ffff"
 
@@ -156,8 +158,9 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
     plans: list[Plan] = []
     lo: tuple[Any, bool] | None = None
     hi: tuple[Any, bool] | None = None
+    only_ranges = True
     for op, operand in cond.items():
-        if op not in OPERATORS:
+        if op not in _OPERATOR_SET:
             raise BadRequest(
                 f"Unknown filter operator {op!r} on {slug!r}",
                 {
@@ -169,7 +172,7 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
             )
         if operand is None:
             raise _operand_error(spec, op, _expected_for(spec, op), operand)
-        if op in RANGE_OPS:
+        if op in _RANGE_SET:
             key = _range_operand(spec, op, operand)
             incl = op in ("$gte", "$lte")
             if op in ("$gt", "$gte"):
@@ -181,10 +184,11 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
                     hi = (key, incl)
                 tests.append(_range_test(op, key))
         else:
-            test, plan = _compile_op(spec, op, operand)
+            only_ranges = False
+            test, op_plan = _compile_op(spec, op, operand)
             tests.append(test)
-            if plan is not None:
-                plans.append(plan)
+            if op_plan is not None:
+                plans.append(op_plan)
     if lo is not None or hi is not None:
         plans.append(
             Plan(
@@ -197,7 +201,11 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
             )
         )
     # One plan per condition: prefer the narrowest kind; the rest stay as tests.
-    plan = min(plans, key=lambda p: _PLAN_PREFERENCE[p.kind]) if plans else None
+    plan: Plan | None = None
+    if len(plans) == 1:
+        plan = plans[0]
+    elif plans:
+        plan = min(plans, key=lambda p: _PLAN_PREFERENCE[p.kind])
     if plan is not None and len(tests) > 1:
         plan.exact = False
     condition = Condition(spec, tests, plan)
@@ -205,7 +213,7 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
         condition.eq_keys = tuple(plan.keys)
     elif len(tests) == 1 and tests[0].fast == "nonempty":
         condition.nonempty = True
-    elif all(op in RANGE_OPS for op in cond) and (lo is not None or hi is not None):
+    elif only_ranges and (lo is not None or hi is not None):
         condition.bounds = (
             lo[0] if lo else None,
             lo[1] if lo else True,
@@ -325,7 +333,6 @@ def _compile_op(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None
 def _eq(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
     """Equality with one operand: the test and the index keys that hold the matches."""
     kind = spec.kind
-    expected = _expected_scalar(spec, op)
     if kind == Kind.MULTI:
         if isinstance(operand, str):
             return Test(False, lambda v: v is not None and operand in v), Plan(
@@ -338,10 +345,10 @@ def _eq(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
             return Test(False, lambda v: v is not None and frozenset(v) == target), Plan(
                 "options", exact=False, keys=[next(iter(target))]
             )
-        raise _operand_error(spec, op, expected, operand)
+        raise _operand_error(spec, op, _expected_scalar(spec, op), operand)
     if kind in (Kind.STRING, Kind.CHOICE):
         if not isinstance(operand, str):
-            raise _operand_error(spec, op, expected, operand)
+            raise _operand_error(spec, op, _expected_scalar(spec, op), operand)
         if kind == Kind.CHOICE:
             assert spec.field is not None
             # Values are indexed by their option's position; case folds onto every option
@@ -357,11 +364,11 @@ def _eq(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
         return Test(False, lambda v: v == operand), Plan("keys", exact=False, keys=[spec.sort_key(operand)])
     if kind == Kind.NUMBER:
         if not is_number(operand):
-            raise _operand_error(spec, op, expected, operand)
+            raise _operand_error(spec, op, _expected_scalar(spec, op), operand)
         return Test(True, lambda v: v is not None and v == operand), Plan("keys", exact=True, keys=[operand])
     if kind == Kind.BOOLEAN:
         if not isinstance(operand, bool):
-            raise _operand_error(spec, op, expected, operand)
+            raise _operand_error(spec, op, _expected_scalar(spec, op), operand)
         key = int(operand)
         return Test(True, lambda v: v == key), Plan("keys", exact=True, keys=[key])
     key = _range_operand(spec, op, operand)  # DATE, INSTANT

@@ -103,9 +103,26 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+#: A `%` that does not start an escape (`%` and two hex digits): `unquote` keeps it as it is.
+_LONE_PERCENT = re.compile("%(?![0-9A-Fa-f]{2})")
+
+
+def unquote_value(value: str) -> str:
+    """`urllib.parse.unquote(value)`, with the usual case done in C: an ASCII value whose every
+    `%` starts an escape is decoded by `unicode_escape` (each `%XX` becomes `\\xXX`; a backslash
+    of its own rules that out), then its bytes as UTF-8, as `unquote` decodes them. About a third
+    of `unquote`'s time on a percent-encoded `filters`; anything else goes to `unquote` itself."""
+    if "%" not in value:
+        return value
+    if value.isascii() and "\\" not in value and _LONE_PERCENT.search(value) is None:
+        escaped = value.replace("%", "\\x").encode("ascii").decode("unicode_escape")
+        return escaped.encode("latin-1").decode("utf-8", "replace")
+    return unquote(value)
+
+
 def query_items(qs: str) -> list[tuple[str, str]]:
-    """`urllib.parse.parse_qsl(qs, keep_blank_values=True)`, item for item, in about half the
-    time: pairs split on `&`, a missing `=` giving an empty value, `+` a space, `%XX` UTF-8."""
+    """`urllib.parse.parse_qsl(qs, keep_blank_values=True)`, item for item, in about a third of
+    the time: pairs split on `&`, a missing `=` giving an empty value, `+` a space, `%XX` UTF-8."""
     items: list[tuple[str, str]] = []
     for part in qs.split("&"):
         if not part:
@@ -115,7 +132,12 @@ def query_items(qs: str) -> list[tuple[str, str]]:
             name = name.replace("+", " ")
         if "+" in value:
             value = value.replace("+", " ")
-        items.append((unquote(name), unquote(value)))
+        items.append(
+            (
+                name if "%" not in name else unquote_value(name),
+                value if "%" not in value else unquote_value(value),
+            )
+        )
     return items
 
 

@@ -72,11 +72,13 @@ class Operation:
 
     def parse_query(self, items: list[tuple[str, str]]) -> dict[str, Any]:
         """Typed values of the declared query parameters; unknown ones are ignored."""
-        given: dict[str, str] = {}
-        for name, value in items:
-            if name in given and name in self._param_names:
-                raise BadRequest.param(name, "given more than once; send it once")
-            given[name] = value
+        given = dict(items)
+        if len(given) < len(items):  # a name given twice: an error when it is one of ours
+            seen: set[str] = set()
+            for name, _ in items:
+                if name in seen and name in self._param_names:
+                    raise BadRequest.param(name, "given more than once; send it once")
+                seen.add(name)
         out: dict[str, Any] = {}
         for p in self.query_params:
             if p.name not in given:
@@ -86,8 +88,14 @@ class Operation:
                     out[p.name] = p.default
                 continue
             raw = given[p.name]
-            value = _decode_json(raw, p.name) if p.json else _coerce(raw, p)
-            _validate(p.validator, value, param=p.name)
+            if p.json:
+                value = _decode_json(raw, p.name)
+            elif p.type in _COERCED:
+                value = _coerce(raw, p)
+            else:
+                value = raw
+            if not p.validator.fast.is_valid(value):
+                _validate_errors(p.validator.full.iter_errors(value), p.name)
             out[p.name] = value
         return out
 
@@ -258,8 +266,14 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+#: Schema types whose query values are converted from the string the query holds.
+_COERCED = frozenset({"integer", "number", "boolean"})
+
+
 def _coerce(raw: str, p: Param) -> Any:
     if p.type == "integer":
+        if len(raw) < 19 and raw.isascii() and raw.isdigit():  # the usual case, in range
+            return int(raw)
         if _INTEGER.fullmatch(raw):
             integer = int(raw)
             if -(2**63) <= integer < 2**63:
