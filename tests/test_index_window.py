@@ -7,6 +7,8 @@ common, and the page's edges fall anywhere in them.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 from hypothesis import given
 from hypothesis import strategies as st
 from sortedcontainers import SortedList
@@ -38,4 +40,11 @@ def test_a_window_is_the_slice_of_the_entries_sorted_by_hand(
     # Descending by key, ties always by id ascending.
     ordered = sorted(entries[start:stop], key=lambda e: (-e[0], e[1]) if desc else e)
     expected = [rid for _, rid in ordered[offset : offset + count]]
-    assert window(sl, start, stop, 0, group, desc, offset, count) == expected
+    assert window(sl, start, stop, group, desc, offset, count) == expected
+    # The same from a plain list (composite indexes keep theirs so).
+    plain = list(entries)
+
+    def plain_group(key: int) -> tuple[int, int]:
+        return bisect_left(plain, (key,)), bisect_right(plain, (key, ID_MAX))
+
+    assert window(plain, start, stop, plain_group, desc, offset, count) == expected
