@@ -568,7 +568,9 @@ URLS = ["https://a.example", "http://A.example/x", "https://b.example/Path", "ht
 DATES = [date(2023, 12, 30) + timedelta(days=i) for i in range(6)]
 CLOCK_TIMES = ["00:00", "00:00:00", "01:00:00", "12:30:00.500", "23:00:00"]
 OFFSETS = ["Z", "+00:00", "+01:00", "-05:00", "+05:30"]
-NUMBERS = [-1, 0, 0.5, 1, 1.0, 2, 2.5, 10]
+# 2**53 and 2**53 + 1 are one float apart from nothing: the same float, different integers (indexes
+# that bisect floats must not confuse them).
+NUMBERS = [-1, 0, 0.5, 1, 1.0, 2, 2.5, 10, 2**53, 2**53 + 1, 9.007199254740992e15]
 ID_CHARS = "rec_0123456789abcdefAB"
 
 dates_st = st.sampled_from(DATES).map(date.isoformat)

@@ -10,6 +10,7 @@ test suite filters or sorts on) and then maintained at O(log n) per write.
 from __future__ import annotations
 
 import itertools
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
@@ -178,7 +179,13 @@ class CompositeIndex:
 
     Plain lists, not SortedLists: a bisection is then one C call, not a Python method walking
     SortedList's positional tree, and a write moves the tail of one group's list (memmove, about
-    5 us for 100,000 entries), which a mock's write rate affords."""
+    5 us for 100,000 entries), which a mock's write rate affords.
+
+    Where a group's sort keys are all numbers that a float holds exactly (numbers, datetimes in
+    microseconds, choice ranks), `numbers` keeps them again, side by side in an `array('d')`, and
+    bisections run on it: each probe then reads 8 contiguous bytes instead of a list slot, a
+    tuple and a number object, scattered over the heap. Under load, with the caches shared with
+    the server's own work, those reads are most of what a bisection costs."""
 
     def __init__(self, eq: tuple[KeySpec, ...], sort: KeySpec, records: Iterable[Record]) -> None:
         self.eq = eq
@@ -187,6 +194,8 @@ class CompositeIndex:
         #: field is empty (sort keys are never None).
         self.keys: dict[str, tuple[Any, str, tuple[Any, ...]]] = {}
         self.values: dict[tuple[Any, ...], list[tuple[Any, str, tuple[Any, ...]]]] = {}
+        #: The sort keys of `values[group]`, position for position, for the groups that have them.
+        self.numbers: dict[tuple[Any, ...], array[float]] = {}
         self.empties: dict[tuple[Any, ...], list[str]] = {}
         for rec in records:
             entry = self._entry(rec)
@@ -197,8 +206,10 @@ class CompositeIndex:
                 self.empties.setdefault(entry[2], []).append(rec.id)
             else:
                 self.values.setdefault(entry[2], []).append(entry)
-        for entries in self.values.values():
+        for group, entries in self.values.items():
             entries.sort()
+            if all(_exact_float(entry[0]) for entry in entries):
+                self.numbers[group] = array("d", [entry[0] for entry in entries])
         for ids in self.empties.values():
             ids.sort()
 
@@ -221,10 +232,24 @@ class CompositeIndex:
         if entry is None:
             return
         self.keys[rec.id] = entry
-        if entry[0] is None:
-            insort(self.empties.setdefault(entry[2], []), rec.id)
-        else:
-            insort(self.values.setdefault(entry[2], []), entry)
+        key, _, group = entry
+        if key is None:
+            insort(self.empties.setdefault(group, []), rec.id)
+            return
+        entries = self.values.get(group)
+        if entries is None:
+            self.values[group] = [entry]
+            if _exact_float(key):
+                self.numbers[group] = array("d", [key])
+            return
+        at = bisect_right(entries, entry)
+        entries.insert(at, entry)
+        numbers = self.numbers.get(group)
+        if numbers is not None:
+            if _exact_float(key):
+                numbers.insert(at, key)
+            else:  # a key a float cannot hold: this group bisects its entries from now on
+                del self.numbers[group]
 
     def remove(self, rec: Record) -> None:
         entry = self.keys.pop(rec.id, None)
@@ -238,9 +263,14 @@ class CompositeIndex:
                 del self.empties[group]
         else:
             entries = self.values[group]
-            del entries[bisect_left(entries, entry)]
+            at = bisect_left(entries, entry)
+            del entries[at]
+            numbers = self.numbers.get(group)
+            if numbers is not None:
+                del numbers[at]
             if not entries:
-                del self.values[group]
+                self.values.pop(group)
+                self.numbers.pop(group, None)
 
     def _span(
         self, eq_keys: tuple[Any, ...], bounds: tuple[Any, bool, Any, bool] | None
@@ -251,6 +281,11 @@ class CompositeIndex:
         if bounds is None:
             return entries, 0, len(entries)
         lo, lo_incl, hi, hi_incl = bounds
+        numbers = self.numbers.get(eq_keys)
+        if numbers is not None:  # the same positions, from the keys alone
+            start = 0 if lo is None else (bisect_left if lo_incl else bisect_right)(numbers, lo)
+            stop = len(entries) if hi is None else (bisect_right if hi_incl else bisect_left)(numbers, hi)
+            return entries, start, max(start, stop)
         if lo is None:
             start = 0
         elif lo_incl:
@@ -315,7 +350,11 @@ class CompositeIndex:
         empties = self.empties.get(eq_keys, _NO_IDS) if bounds is None else _NO_IDS
         n_values = stop - start
 
+        numbers = self.numbers.get(eq_keys)
+
         def group(key: Any) -> tuple[int, int]:
+            if numbers is not None:
+                return bisect_left(numbers, key), bisect_right(numbers, key)
             return bisect_left(entries, (key,)), bisect_right(entries, (key, ID_MAX))
 
         ids = window(entries, start, stop, group, desc, offset, limit)
@@ -323,6 +362,25 @@ class CompositeIndex:
             skip = max(0, offset - n_values)
             ids += empties[skip : skip + limit - len(ids)]
         return ids, n_values + len(empties)
+
+
+def _exact_float(key: Any) -> bool:
+    """Whether a float holds this sort key exactly (so it compares and orders as the key does)."""
+    kind = type(key)
+    if kind is float:
+        return True
+    if kind is int:
+        if -_EXACT <= key <= _EXACT:
+            return True
+        try:
+            return bool(float(key) == key)
+        except OverflowError:
+            return False
+    return False
+
+
+#: Every integer up to this size is a float exactly (2 ** 53); past it, some are.
+_EXACT = 2**53
 
 
 _NO_ENTRIES: list[tuple[Any, str, tuple[Any, ...]]] = []
