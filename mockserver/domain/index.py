@@ -400,7 +400,7 @@ class ObjectStore:
         self.composites: dict[tuple[tuple[str, ...], str], CompositeIndex] = {}
 
     def composite(self, eq: tuple[KeySpec, ...], sort: KeySpec) -> CompositeIndex:
-        name = (tuple(s.slug for s in eq), sort.slug)
+        name = (tuple([s.slug for s in eq]), sort.slug)
         idx = self.composites.pop(name, None)
         if idx is None:
             idx = CompositeIndex(eq, sort, self.records.values())

@@ -243,6 +243,8 @@ def _range_test(op: str, key: Any) -> Test:
 
 
 def _compile_op(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None]:
+    if op == "$eq":  # the usual operator, and the meaning of a bare value
+        return _eq(spec, op, operand)
     kind = spec.kind
     if op == "$empty":
         if not isinstance(operand, bool):
@@ -464,10 +466,8 @@ class Shape:
     keysets: tuple[tuple[Any, ...], ...]
     tail: KeySpec
     bounds: tuple[Any, bool, Any, bool] | None  # None: no range; (None, True, None, True): non-empty
-
-    @property
-    def single_keys(self) -> bool:
-        return all(len(keys) == 1 for keys in self.keysets)
+    #: One key per eq field: the query is one run of one group.
+    single_keys: bool
 
 
 #: Past this many key combinations ($in on several fields), the general path is cheaper.
@@ -479,26 +479,30 @@ MAX_WALK = 20_000
 def _composite_shape(query: Query) -> Shape | None:
     eq: list[Condition] = []
     tail: Condition | None = None
+    combinations = 1
     for c in query.conditions:
         if c.eq_keys is not None:
             eq.append(c)
+            combinations *= len(c.eq_keys)
         elif (c.bounds is not None or c.nonempty) and tail is None:
             tail = c
         else:
             return None
-    if not eq and tail is None:
+    if (not eq and tail is None) or combinations > MAX_KEY_COMBINATIONS:
         return None
-    combinations = 1
-    for c in eq:
-        combinations *= len(c.eq_keys or ())
-    if combinations > MAX_KEY_COMBINATIONS:
-        return None
-    eq.sort(key=lambda c: c.spec.slug)  # one index per set of fields, whatever the filter's order
+    if len(eq) > 1:
+        eq.sort(key=lambda c: c.spec.slug)  # one index per set of fields, whatever the filter's order
     if tail is None:
         tail_spec, bounds = query.sort, None
     else:
         tail_spec, bounds = tail.spec, tail.bounds or (None, True, None, True)
-    return Shape(tuple(c.spec for c in eq), tuple(c.eq_keys or () for c in eq), tail_spec, bounds)
+    return Shape(
+        tuple([c.spec for c in eq]),
+        tuple([c.eq_keys or () for c in eq]),
+        tail_spec,
+        bounds,
+        combinations == 1,
+    )
 
 
 def _run_composite(
@@ -508,7 +512,7 @@ def _run_composite(
     else by walking the sort order until the page is full. None: not worth it here."""
     idx = store.composite(shape.eq, shape.tail)
     if shape.tail.slug == query.sort.slug and shape.single_keys:
-        keys = tuple(k[0] for k in shape.keysets)
+        keys = tuple([k[0] for k in shape.keysets])
         return idx.page(keys, shape.bounds, query.desc, offset, limit)
     total = idx.count(shape.keysets, shape.bounds)
     if total == 0 or offset >= total:

@@ -40,21 +40,14 @@ Handler = Callable[[Backend, ApiKey, dict[str, Any], dict[str, Any], Any], tuple
 
 
 def _page(page: Page) -> bytes:
-    """A page as JSON: each record's own encoding (`Record.json`), joined."""
-    pagination = {
-        "total": page.total,
-        "page": page.page,
-        "per_page": page.per_page,
-        "total_pages": page.total_pages,
-    }
-    return b"".join(
-        (
-            b'{"data":[',
-            b",".join([r.json for r in page.records]),
-            b'],"pagination":',
-            orjson.dumps(pagination),
-            b"}",
-        )
+    """A page as JSON: each record's own encoding (`Record.json`), joined, and its pagination
+    (four integers, written in place)."""
+    return b'{"data":[%b],"pagination":{"total":%d,"page":%d,"per_page":%d,"total_pages":%d}}' % (
+        b",".join([r.json for r in page.records]),
+        page.total,
+        page.page,
+        page.per_page,
+        page.total_pages,
     )
 
 

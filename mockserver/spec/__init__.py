@@ -44,6 +44,11 @@ class Param:
     type: str | None  # the schema's type, for coercing strings: "integer", "number", "boolean", ...
     validator: Compiled
     default: Any = None
+    #: Whether the value is converted from the query's string (integers, numbers, booleans).
+    coerced: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.coerced = self.type in ("integer", "number", "boolean")
 
 
 @dataclass(slots=True)
@@ -90,12 +95,13 @@ class Operation:
             raw = given[p.name]
             if p.json:
                 value = _decode_json(raw, p.name)
-            elif p.type in _COERCED:
+            elif p.coerced:
                 value = _coerce(raw, p)
             else:
                 value = raw
-            if not p.validator.fast.is_valid(value):
-                _validate_errors(p.validator.full.iter_errors(value), p.name)
+            validator = p.validator
+            if not validator.fast.is_valid(value):
+                _validate_errors(validator.full.iter_errors(value), p.name)
             out[p.name] = value
         return out
 
@@ -264,10 +270,6 @@ class Spec:
 
 def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
-
-
-#: Schema types whose query values are converted from the string the query holds.
-_COERCED = frozenset({"integer", "number", "boolean"})
 
 
 def _coerce(raw: str, p: Param) -> Any:
