@@ -67,7 +67,11 @@ class Backend:
         self.by_id: dict[str, Record] = {}
         # object id -> field slug -> normalised value -> record id, for unique fields
         self.unique: dict[str, dict[str, dict[Any, str]]] = {}
-        self._undo: list[Callable[[], None]] = []
+        #: How to take back each change since the last reset: a function and its arguments. Record
+        #: writes keep one tuple each, `(Backend._remove, self, rec)`, rather than a closure (a
+        #: function, its cells and their tuple): these live until the next reset, and every
+        #: object the garbage collector tracks makes its full collections longer.
+        self._undo: list[tuple[Any, ...]] = []
         for obj in fixtures.objects:
             self._add_object(_copy_object(obj))
         for rec in fixtures.records:
@@ -83,7 +87,8 @@ class Backend:
     def reset(self) -> None:
         """Back to the fixture state, undoing each change since the last reset in reverse."""
         while self._undo:
-            self._undo.pop()()
+            undo, *args = self._undo.pop()
+            undo(*args)
         for name, key in self.fixtures.keys.items():
             mine = self.keys[name]
             mine.plan, mine.per_minute, mine.per_day = key.plan, key.per_minute, key.per_day
@@ -105,7 +110,7 @@ class Backend:
         def undo() -> None:
             self.objects, self.stores, self.by_id, self.unique = saved
 
-        self._undo.append(undo)
+        self._undo.append((undo,))
 
     # --- keys ----------------------------------------------------------------------------
 
@@ -173,7 +178,7 @@ class Backend:
         for f in defs:
             obj.add_field(f)
         self._add_object(obj)
-        self._undo.append(lambda: self._drop_object(object_id))
+        self._undo.append((Backend._drop_object, self, object_id))
         return obj
 
     def create_field(self, object_id: str, spec: dict[str, Any]) -> FieldDef:
@@ -198,7 +203,7 @@ class Backend:
             self.unique[object_id].pop(f.slug, None)
             self.stores[object_id].drop_index(f.slug)
 
-        self._undo.append(undo)
+        self._undo.append((undo,))
         return f
 
     def _field_def(
@@ -307,7 +312,7 @@ class Backend:
         now = whole_seconds(self.clock.now_us())
         rec = Record(self.ids.new("rec_"), object_id, values, now, now, user_id)
         self._insert(rec)
-        self._undo.append(lambda: self._remove(rec))
+        self._undo.append((Backend._remove, self, rec))
         self.webhooks.emit("record.created", rec.to_json())
         return rec
 
@@ -324,14 +329,14 @@ class Backend:
         # Whole seconds, unless that would not move `updated_at` forward: then 1 ms past it.
         new = old.replace(merged, max(whole_seconds(self.clock.now_us()), old.updated_at + 1000))
         self._replace(old, new)
-        self._undo.append(lambda: self._replace(new, old))
+        self._undo.append((Backend._replace, self, new, old))
         self.webhooks.emit("record.updated", new.to_json())
         return new
 
     def delete_record(self, record_id: str) -> None:
         rec = self.get_record(record_id)
         self._remove(rec)
-        self._undo.append(lambda: self._insert(rec))
+        self._undo.append((Backend._insert, self, rec))
         self.webhooks.emit("record.deleted", rec.to_json())
 
     def _check_values(
