@@ -99,15 +99,32 @@ class Test(NamedTuple):
 
 @dataclass(slots=True)
 class Condition:
+    """One filter key, checked. A composite index answers from `eq_keys`, `nonempty` or
+    `bounds` alone; `tests` and `plan`, for the general path, are made on first use."""
+
     spec: KeySpec
-    tests: list[Test]
-    plan: Plan | None
+    #: The operators and operands as given (a bare value as `{"$eq": value}`), all valid.
+    cond: dict[str, Any]
     #: The index keys a lone, exact `$eq` or `$in` asks for (None otherwise).
     eq_keys: tuple[Any, ...] | None = None
     #: A lone `$empty: false`.
     nonempty: bool = False
     #: `(lo, lo_incl, hi, hi_incl)` when the condition is only range operators.
     bounds: tuple[Any, bool, Any, bool] | None = None
+    built: tuple[list[Test], Plan | None] | None = None
+
+    @property
+    def tests(self) -> list[Test]:
+        return self._built()[0]
+
+    @property
+    def plan(self) -> Plan | None:
+        return self._built()[1]
+
+    def _built(self) -> tuple[list[Test], Plan | None]:
+        if self.built is None:
+            self.built = _tests_and_plan(self.spec, self.cond)
+        return self.built
 
 
 @dataclass(slots=True)
@@ -154,18 +171,63 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
         cond = {"$eq": cond}
     if not cond:
         raise _operand_error(spec, "(none)", "an operator object with at least one operator", cond)
+    # The two usual shapes, checked here as `_tests_and_plan` checks them (same errors, same
+    # order); their tests and plan wait until something asks for them.
+    if all(op in _RANGE_SET for op in cond):
+        lo, hi = _range_bounds(spec, cond)
+        bounds = (lo[0] if lo else None, lo[1] if lo else True, hi[0] if hi else None, hi[1] if hi else True)
+        return Condition(spec, cond, bounds=bounds)
+    if spec.kind == Kind.CHOICE and len(cond) == 1:
+        operand = cond.get("$eq")
+        if isinstance(operand, str):
+            assert spec.field is not None
+            positions = spec.field.choice_positions_folded.get(operand.lower())
+            if positions:  # what `_eq` plans for it: these keys, exactly
+                return Condition(spec, cond, eq_keys=positions)
+    tests, plan = built = _tests_and_plan(spec, cond)
+    condition = Condition(spec, cond, built=built)
+    if len(tests) == 1 and plan is not None and plan.kind == "keys" and plan.exact:
+        condition.eq_keys = tuple(plan.keys)
+    elif len(tests) == 1 and tests[0].fast == "nonempty":
+        condition.nonempty = True
+    return condition
+
+
+_Bound = tuple[Any, bool]
+
+
+def _range_bounds(spec: KeySpec, cond: dict[str, Any]) -> tuple[_Bound | None, _Bound | None]:
+    """The tightest lower and upper bound, `(key, inclusive)`, of the condition's range
+    operators; each operand checked in turn."""
+    lo: _Bound | None = None
+    hi: _Bound | None = None
+    for op, operand in cond.items():
+        if op not in _RANGE_SET:
+            continue
+        if operand is None:
+            raise _operand_error(spec, op, _expected_for(spec, op), operand)
+        key = _range_operand(spec, op, operand)
+        incl = op in ("$gte", "$lte")
+        if op in ("$gt", "$gte"):
+            if lo is None or key > lo[0] or (key == lo[0] and not incl):
+                lo = (key, incl)
+        elif hi is None or key < hi[0] or (key == hi[0] and not incl):
+            hi = (key, incl)
+    return lo, hi
+
+
+def _tests_and_plan(spec: KeySpec, cond: dict[str, Any]) -> tuple[list[Test], Plan | None]:
+    """Check every operator and operand, in order; a test per operator, and the one index plan
+    that narrows best (a range plan stands for all the range operators together)."""
     tests: list[Test] = []
     plans: list[Plan] = []
-    lo: tuple[Any, bool] | None = None
-    hi: tuple[Any, bool] | None = None
-    only_ranges = True
     for op, operand in cond.items():
         if op not in _OPERATOR_SET:
             raise BadRequest(
-                f"Unknown filter operator {op!r} on {slug!r}",
+                f"Unknown filter operator {op!r} on {spec.slug!r}",
                 {
                     "param": "filters",
-                    "field": slug,
+                    "field": spec.slug,
                     "operator": op,
                     "reason": "unknown operator; use one of " + ", ".join(OPERATORS),
                 },
@@ -173,22 +235,13 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
         if operand is None:
             raise _operand_error(spec, op, _expected_for(spec, op), operand)
         if op in _RANGE_SET:
-            key = _range_operand(spec, op, operand)
-            incl = op in ("$gte", "$lte")
-            if op in ("$gt", "$gte"):
-                if lo is None or key > lo[0] or (key == lo[0] and not incl):
-                    lo = (key, incl)
-                tests.append(_range_test(op, key))
-            else:
-                if hi is None or key < hi[0] or (key == hi[0] and not incl):
-                    hi = (key, incl)
-                tests.append(_range_test(op, key))
+            tests.append(_range_test(op, _range_operand(spec, op, operand)))
         else:
-            only_ranges = False
             test, op_plan = _compile_op(spec, op, operand)
             tests.append(test)
             if op_plan is not None:
                 plans.append(op_plan)
+    lo, hi = _range_bounds(spec, cond)
     if lo is not None or hi is not None:
         plans.append(
             Plan(
@@ -208,19 +261,7 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
         plan = min(plans, key=lambda p: _PLAN_PREFERENCE[p.kind])
     if plan is not None and len(tests) > 1:
         plan.exact = False
-    condition = Condition(spec, tests, plan)
-    if len(tests) == 1 and plan is not None and plan.kind == "keys" and plan.exact:
-        condition.eq_keys = tuple(plan.keys)
-    elif len(tests) == 1 and tests[0].fast == "nonempty":
-        condition.nonempty = True
-    elif only_ranges and (lo is not None or hi is not None):
-        condition.bounds = (
-            lo[0] if lo else None,
-            lo[1] if lo else True,
-            hi[0] if hi else None,
-            hi[1] if hi else True,
-        )
-    return condition
+    return tests, plan
 
 
 _PLAN_PREFERENCE = {"none": 0, "keys": 1, "options": 2, "range": 3, "empty": 4, "nonempty": 5}
