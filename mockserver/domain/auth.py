@@ -90,9 +90,9 @@ class RateStatus:
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """The X-RateLimit-* headers every counted request gets, as ASGI wants them."""
         return [
-            (b"x-ratelimit-limit", str(self.limit).encode()),
-            (b"x-ratelimit-remaining", str(self.remaining).encode()),
-            (b"x-ratelimit-reset", str(self.reset).encode()),
+            (b"x-ratelimit-limit", b"%d" % self.limit),
+            (b"x-ratelimit-remaining", b"%d" % self.remaining),
+            (b"x-ratelimit-reset", b"%d" % self.reset),
         ]
 
 

@@ -30,7 +30,7 @@ async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[b
     """A JSON answer as two ASGI messages (the `/api` path has no Response objects). `payload`
     is encoded here, unless it is bytes: JSON already (records keep their own encoding)."""
     content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()), *headers]
+    head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content)), *headers]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": content})
 
