@@ -178,8 +178,9 @@ class CompositeIndex:
     bisections, done in C (as in SQLite with an index on those columns).
 
     Plain lists, not SortedLists: a bisection is then one C call, not a Python method walking
-    SortedList's positional tree, and a write moves the tail of one group's list (memmove, about
-    5 us for 100,000 entries), which a mock's write rate affords.
+    SortedList's positional tree, and a write moves the tail of one group's list and array
+    (memmoves: an update on a group of 100,000 costs about 10 us more, `./dev bench query`),
+    which a mock's write rate affords.
 
     Where a group's sort keys are all numbers that a float holds exactly (numbers, datetimes in
     microseconds, choice ranks), `numbers` keeps them again, side by side in an `array('d')`, and
