@@ -22,6 +22,10 @@ from .records import KeySpec, Kind, Record
 
 #: Sorts after every record id (ids are ASCII).
 ID_MAX = "\U0010ffff"
+#: A composite index entry: `(sort_key, id, eq_keys)`.
+_Entry = tuple[Any, str, tuple[Any, ...]]
+#: Composite index groups this large or larger keep their numeric sort keys in an array.
+ARRAY_MIN = 64
 
 
 def window(
@@ -180,41 +184,52 @@ class CompositeIndex:
     Plain lists, not SortedLists: a bisection is then one C call, not a Python method walking
     SortedList's positional tree, and a write moves the tail of one group's list and array
     (memmoves: an update on a group of 100,000 costs about 10 us more, `./dev bench query`),
-    which a mock's write rate affords.
+    which a mock's write rate affords. A group of one record (an `$eq` on email makes 100,000 of
+    them) holds its entry without a list around it.
 
-    Where a group's sort keys are all numbers that a float holds exactly (numbers, datetimes in
-    microseconds, choice ranks), `numbers` keeps them again, side by side in an `array('d')`, and
-    bisections run on it: each probe then reads 8 contiguous bytes instead of a list slot, a
-    tuple and a number object, scattered over the heap. Under load, with the caches shared with
-    the server's own work, those reads are most of what a bisection costs."""
+    Where a group of `ARRAY_MIN` entries or more has only sort keys that a float holds exactly
+    (numbers, datetimes in microseconds, choice ranks), `numbers` keeps them again, side by side
+    in an `array('d')`, and bisections run on it: each probe then reads 8 contiguous bytes
+    instead of a list slot, a tuple and a number object, scattered over the heap. Under load,
+    with the caches shared with the server's own work, those reads are most of what a bisection
+    costs."""
 
     def __init__(self, eq: tuple[KeySpec, ...], sort: KeySpec, records: Iterable[Record]) -> None:
         self.eq = eq
         self.sort = sort
         #: id -> its entry: `(sort_key, id, eq_keys)`, or `(None, id, eq_keys)` when the sort
         #: field is empty (sort keys are never None).
-        self.keys: dict[str, tuple[Any, str, tuple[Any, ...]]] = {}
-        self.values: dict[tuple[Any, ...], list[tuple[Any, str, tuple[Any, ...]]]] = {}
+        self.keys: dict[str, _Entry] = {}
+        #: eq keys -> the group's entries in order, or its one entry.
+        self.values: dict[tuple[Any, ...], list[_Entry] | _Entry] = {}
         #: The sort keys of `values[group]`, position for position, for the groups that have them.
         self.numbers: dict[tuple[Any, ...], array[float]] = {}
         self.empties: dict[tuple[Any, ...], list[str]] = {}
+        values = self.values
         for rec in records:
             entry = self._entry(rec)
             if entry is None:
                 continue
             self.keys[rec.id] = entry
+            group = entry[2]
             if entry[0] is None:
-                self.empties.setdefault(entry[2], []).append(rec.id)
+                self.empties.setdefault(group, []).append(rec.id)
+                continue
+            held = values.get(group)
+            if held is None:
+                values[group] = entry
+            elif isinstance(held, list):
+                held.append(entry)
             else:
-                self.values.setdefault(entry[2], []).append(entry)
-        for group, entries in self.values.items():
-            entries.sort()
-            if all(_exact_float(entry[0]) for entry in entries):
-                self.numbers[group] = array("d", [entry[0] for entry in entries])
+                values[group] = [held, entry]
+        for group, held in values.items():
+            if isinstance(held, list):
+                held.sort()
+                self._count_numbers(group, held)
         for ids in self.empties.values():
             ids.sort()
 
-    def _entry(self, rec: Record) -> tuple[Any, str, tuple[Any, ...]] | None:
+    def _entry(self, rec: Record) -> _Entry | None:
         eq_keys = []
         for spec in self.eq:
             value = spec.get(rec)
@@ -222,11 +237,22 @@ class CompositeIndex:
                 return None  # an empty value never equals anything
             eq_keys.append(spec.sort_key(value))
         group = tuple(eq_keys)
-        entries = self.values.get(group)
-        if entries:  # one tuple per group, shared by its entries (it is most of their memory)
-            group = entries[0][2]
+        held = self.values.get(group)
+        if held is not None:  # one tuple per group, shared by its entries
+            group = (held[0] if isinstance(held, list) else held)[2]
         value = self.sort.get(rec)
         return (None if value is None else self.sort.sort_key(value), rec.id, group)
+
+    def _count_numbers(self, group: tuple[Any, ...], entries: list[_Entry]) -> None:
+        """Give a group of `ARRAY_MIN` entries or more its array of sort keys, if floats hold them."""
+        if len(entries) >= ARRAY_MIN and all(_exact_float(entry[0]) for entry in entries):
+            self.numbers[group] = array("d", [entry[0] for entry in entries])
+
+    def _group(self, group: tuple[Any, ...]) -> list[_Entry]:
+        held = self.values.get(group)
+        if held is None:
+            return _NO_ENTRIES
+        return held if isinstance(held, list) else [held]
 
     def add(self, rec: Record) -> None:
         entry = self._entry(rec)
@@ -237,20 +263,22 @@ class CompositeIndex:
         if key is None:
             insort(self.empties.setdefault(group, []), rec.id)
             return
-        entries = self.values.get(group)
-        if entries is None:
-            self.values[group] = [entry]
-            if _exact_float(key):
-                self.numbers[group] = array("d", [key])
+        held = self.values.get(group)
+        if held is None:
+            self.values[group] = entry
             return
-        at = bisect_right(entries, entry)
-        entries.insert(at, entry)
+        if not isinstance(held, list):
+            held = self.values[group] = [held]
+        at = bisect_right(held, entry)
+        held.insert(at, entry)
         numbers = self.numbers.get(group)
-        if numbers is not None:
-            if _exact_float(key):
-                numbers.insert(at, key)
-            else:  # a key a float cannot hold: this group bisects its entries from now on
-                del self.numbers[group]
+        if numbers is None:
+            if len(held) == ARRAY_MIN:
+                self._count_numbers(group, held)
+        elif _exact_float(key):
+            numbers.insert(at, key)
+        else:  # a key a float cannot hold: this group bisects its entries from now on
+            del self.numbers[group]
 
     def remove(self, rec: Record) -> None:
         entry = self.keys.pop(rec.id, None)
@@ -262,23 +290,26 @@ class CompositeIndex:
             del ids[bisect_left(ids, rec.id)]
             if not ids:
                 del self.empties[group]
-        else:
-            entries = self.values[group]
-            at = bisect_left(entries, entry)
-            del entries[at]
-            numbers = self.numbers.get(group)
-            if numbers is not None:
-                del numbers[at]
-            if not entries:
-                self.values.pop(group)
-                self.numbers.pop(group, None)
+            return
+        held = self.values[group]
+        if not isinstance(held, list):  # the group's one entry
+            del self.values[group]
+            return
+        at = bisect_left(held, entry)
+        del held[at]
+        numbers = self.numbers.get(group)
+        if numbers is not None:
+            del numbers[at]
+        if len(held) == 1:
+            self.values[group] = held[0]
+            self.numbers.pop(group, None)
 
     def _span(
         self, eq_keys: tuple[Any, ...], bounds: tuple[Any, bool, Any, bool] | None
-    ) -> tuple[list[tuple[Any, str, tuple[Any, ...]]], int, int]:
+    ) -> tuple[list[_Entry], int, int]:
         """The group with these eq keys, and where its entries with a sort-field value within
         `bounds` lie (all of them without bounds)."""
-        entries = self.values.get(eq_keys, _NO_ENTRIES)
+        entries = self._group(eq_keys)
         if bounds is None:
             return entries, 0, len(entries)
         lo, lo_incl, hi, hi_incl = bounds
@@ -384,7 +415,7 @@ def _exact_float(key: Any) -> bool:
 _EXACT = 2**53
 
 
-_NO_ENTRIES: list[tuple[Any, str, tuple[Any, ...]]] = []
+_NO_ENTRIES: list[_Entry] = []
 _NO_IDS: list[str] = []
 
 
