@@ -115,13 +115,13 @@ class Condition:
 
     @property
     def tests(self) -> list[Test]:
-        return self._built()[0]
+        return self._compiled()[0]
 
     @property
     def plan(self) -> Plan | None:
-        return self._built()[1]
+        return self._compiled()[1]
 
-    def _built(self) -> tuple[list[Test], Plan | None]:
+    def _compiled(self) -> tuple[list[Test], Plan | None]:
         if self.built is None:
             self.built = _tests_and_plan(self.spec, self.cond)
         return self.built

@@ -44,11 +44,6 @@ class Param:
     type: str | None  # the schema's type, for coercing strings: "integer", "number", "boolean", ...
     validator: Compiled
     default: Any = None
-    #: Whether the value is converted from the query's string (integers, numbers, booleans).
-    coerced: bool = field(init=False, default=False)
-
-    def __post_init__(self) -> None:
-        self.coerced = self.type in ("integer", "number", "boolean")
 
 
 @dataclass(slots=True)
@@ -93,15 +88,8 @@ class Operation:
                     out[p.name] = p.default
                 continue
             raw = given[p.name]
-            if p.json:
-                value = _decode_json(raw, p.name)
-            elif p.coerced:
-                value = _coerce(raw, p)
-            else:
-                value = raw
-            validator = p.validator
-            if not validator.fast.is_valid(value):
-                _validate_errors(validator.full.iter_errors(value), p.name)
+            value = _decode_json(raw, p.name) if p.json else _coerce(raw, p)
+            _validate(p.validator, value, param=p.name)
             out[p.name] = value
         return out
 
