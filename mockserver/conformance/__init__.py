@@ -6,9 +6,11 @@ from mockserver.conformance import run
 status = run("http://127.0.0.1:8000", "kantos_admin_local_key", quick=True, junit_path="kantos.xml")
 ```
 
-Two phases: the behaviour suite (filters, sorting, paging, record semantics, errors and
-headers, each answer compared with the mock's own query engine applied to the same records),
-then schemathesis with `openapi.yaml` and every check, stateful phase included.
+Two phases: the behaviour suite (filters, sorting, paging, record semantics, value formats,
+errors, protocol and rate-limit headers, each query answer compared with the mock's own query
+engine applied to the same records; webhooks with `webhooks=True`, a 429 with `limited_key`),
+then schemathesis with `openapi.yaml` and every check, stateful phase included. Every check
+names the contract rules it tests (`rules.RULES`); the report ends with the contract coverage.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import secrets
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from typing import TextIO
 
 from .behaviour import Behaviour
@@ -26,7 +29,25 @@ from .report import Report
 from .scratch import Setup
 from .shapes import scan
 
-__all__ = ["run"]
+__all__ = ["Options", "run"]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What a run checks beyond the behaviour suite, and where it writes its reports."""
+
+    #: Also check webhook deliveries, with a receiver of the kit's own.
+    webhooks: bool = False
+    #: HOST:PORT for that receiver (default: a free loopback port).
+    webhook_listen: str | None = None
+    #: Fail the first delivery and check that the retry carries the same event id.
+    webhook_retries: bool = False
+    #: A key on a small plan: the kit drives it into a 429.
+    limited_key: str | None = None
+    #: An intake key: the kit checks that /api/crm/* refuses it with 403.
+    intake_key: str | None = None
+    #: Write a self-contained HTML report there.
+    html_path: str | None = None
 
 
 def run(
@@ -40,6 +61,7 @@ def run(
     seed: int | None = None,
     timeout: float = 30.0,
     keep_data: bool = False,
+    options: Options | None = None,
 ) -> int:
     """Run the kit against `base_url`; print progress and the report to `out`.
 
@@ -48,6 +70,7 @@ def run(
     `keep_data` leaves the scratch records in place, so the reproducers of query findings can be
     replayed against them; `seed` fixes the generated data and queries.
     """
+    options = options if options is not None else Options()
     stream: TextIO = out if out is not None else sys.stdout
     base_url = base_url.rstrip("/")
     report = Report(base_url, stream)
@@ -57,16 +80,25 @@ def run(
     report.progress(
         f"Kantos conformance kit against {base_url} ({'quick' if quick else 'full'} run, seed {seed})"
     )
-    reachable = _behaviour(report, base_url, api_key, quick, rng, marker, timeout, keep_data)
+    reachable = _behaviour(report, base_url, api_key, quick, rng, marker, timeout, keep_data, options)
     if fuzz and reachable:
         from .fuzz import run_schemathesis, time_budget
 
         budget = time_budget(quick, time.monotonic() - report.started)
-        run_schemathesis(report, base_url, api_key, quick=quick, seed=seed, budget=budget)
+        with report.phase("schemathesis"):
+            run_schemathesis(report, base_url, api_key, quick=quick, seed=seed, budget=budget)
+    unknown = report.unknown_checks()
+    if unknown:  # a bug in the kit: every check must name a rule of the contract
+        report.problem(f"checks that name no rule of the contract: {', '.join(unknown)}")
     stream.write(report.render())
     if junit_path:
         report.write_junit(junit_path)
         print(f"JUnit XML written to {junit_path}", file=stream)
+    if options.html_path:
+        from .html import write_html
+
+        write_html(report, options.html_path)
+        print(f"HTML report written to {options.html_path}", file=stream)
     stream.flush()
     return report.exit_status()
 
@@ -80,6 +112,7 @@ def _behaviour(
     marker: str,
     timeout: float,
     keep_data: bool,
+    options: Options,
 ) -> bool:
     """The behaviour suite; False when the server could not be reached at all."""
     client = Client(base_url, api_key, timeout=timeout, notify=report.progress)
@@ -87,12 +120,15 @@ def _behaviour(
     suite: Behaviour | None = None
     try:
         try:
-            scratch = setup.prepare()
-            if scratch is not None and setup.snapshot(scratch) is not None:
-                suite = Behaviour(client, report, setup, scratch, rng, quick)
-                for step in suite.steps():
+            with report.phase("setup"):
+                scratch = setup.prepare()
+                ready = scratch is not None and setup.snapshot(scratch) is not None
+            if scratch is not None and ready:
+                suite = Behaviour(client, report, setup, scratch, rng, quick, options)
+                for name, step in suite.steps():
                     try:
-                        step()
+                        with report.phase(name):
+                            step()
                     except Unreachable:
                         raise
                     except Exception as exc:  # a bug in the kit must not hide the other results

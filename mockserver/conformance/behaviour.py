@@ -12,5 +12,12 @@ from .records import RecordChecks
 class Behaviour(QueryChecks, RecordChecks, ErrorChecks):
     """Every behaviour check, run in order on one prepared scratch area."""
 
-    def steps(self) -> list[Callable[[], None]]:
-        return [self.run_filters, self.run_sorting, self.run_paging, self.run_records, self.run_errors]
+    def steps(self) -> list[tuple[str, Callable[[], None]]]:
+        """(phase name, step) in the order they run; the report times each phase."""
+        return [
+            ("filters", self.run_filters),
+            ("sorting", self.run_sorting),
+            ("paging", self.run_paging),
+            ("records", self.run_records),
+            ("errors", self.run_errors),
+        ]

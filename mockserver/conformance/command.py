@@ -19,7 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick", action="store_true", help="a smaller battery and a short fuzz phase (< 20 s locally)"
     )
-    p.add_argument("--junit", metavar="PATH", help="also write the report as JUnit XML to PATH")
+    p.add_argument(
+        "--junit", metavar="PATH", help="also write the report as JUnit XML to PATH (one test case per rule)"
+    )
+    p.add_argument(
+        "--html", metavar="PATH", help="also write a self-contained HTML report to PATH (opens offline)"
+    )
     p.add_argument("--no-fuzz", action="store_true", help="skip the schemathesis phase")
     p.add_argument("--seed", type=int, help="seed for the generated data and queries (default: random)")
     p.add_argument(
@@ -29,6 +34,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for each response (default 30)"
+    )
+    p.add_argument(
+        "--intake-key",
+        metavar="KEY",
+        help="an intake key of the server: checks that /api/crm/* refuses it (403)",
+    )
+    p.add_argument(
+        "--limited-key",
+        metavar="KEY",
+        help="a key on a small plan: the kit drives it into a 429 and checks Retry-After, that the 429 "
+        "uses no quota, and that it changed nothing",
+    )
+    p.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="check webhook deliveries with a receiver of the kit's own (against the mock it subscribes "
+        "through /_mock/webhooks; elsewhere it prints the URL and secret to configure)",
+    )
+    p.add_argument(
+        "--webhook-listen",
+        metavar="HOST:PORT",
+        help="where the webhook receiver listens (default: a free loopback port)",
+    )
+    p.add_argument(
+        "--webhook-retries",
+        action="store_true",
+        help="fail the first delivery and check that the retry carries the same event id",
     )
 
 
@@ -44,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_from_args(ns: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     """Run the kit with parsed options (from `add_arguments`); returns the exit status."""
-    from . import run
+    from . import Options, run
 
     if not ns.api_key:
         message = "--api-key is required (or set KANTOS_API_KEY)"
@@ -61,4 +93,12 @@ def run_from_args(ns: argparse.Namespace, parser: argparse.ArgumentParser | None
         seed=ns.seed,
         timeout=ns.timeout,
         keep_data=ns.keep_data,
+        options=Options(
+            webhooks=ns.webhooks or ns.webhook_retries,
+            webhook_listen=ns.webhook_listen,
+            webhook_retries=ns.webhook_retries,
+            limited_key=ns.limited_key,
+            intake_key=ns.intake_key,
+            html_path=ns.html,
+        ),
     )

@@ -5,14 +5,15 @@ from __future__ import annotations
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 from xml.etree import ElementTree as ET
 
 from .client import KEY_VARIABLE, Exchange
-
-AREAS = ("setup", "filters", "sorting", "paging", "records", "errors", "protocol", "schemathesis")
+from .rules import AREAS, RULES, Rule, rules_for
 
 
 @dataclass(slots=True)
@@ -46,6 +47,19 @@ class Check:
     def ok(self) -> bool:
         return not self.findings
 
+    @property
+    def rules(self) -> list[Rule]:
+        return rules_for(self.id)
+
+    @property
+    def rule_area(self) -> str:
+        rules = self.rules
+        return rules[0].area if rules else self.area
+
+
+def _area_key(area: str) -> int:
+    return AREAS.index(area) if area in AREAS else len(AREAS)
+
 
 class Report:
     """Collects checks and findings while the kit runs; renders them when it is done."""
@@ -57,7 +71,17 @@ class Report:
         self.notes: list[str] = []
         self.problems: list[str] = []  # the kit could not do something: exit status 2
         self.started = time.monotonic()
-        self.junit_suites: list[ET.Element] = []
+        #: Seconds spent in each phase of the run (setup, filters, …, schemathesis), in run order.
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Times a phase of the run; the report prints each phase's time at the end."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - started
 
     # --- recording ---------------------------------------------------------------------------
 
@@ -99,6 +123,19 @@ class Report:
     def failing(self) -> list[Check]:
         return [c for c in self.checks.values() if c.findings]
 
+    def exercised(self, rule: Rule) -> list[Check]:
+        """The checks of `rule` that this run exercised (sent at least one request for)."""
+        return [c for c in self.checks.values() if (c.runs or c.findings) and rule.covers(c.id)]
+
+    def coverage(self) -> tuple[list[Rule], list[Rule]]:
+        """The contract's rules this run checked, and those it did not."""
+        checked = [r for r in RULES if self.exercised(r)]
+        return checked, [r for r in RULES if r not in checked]
+
+    def unknown_checks(self) -> list[str]:
+        """Checks that name no rule of the table (a bug in the kit: the test suite fails on it)."""
+        return sorted(c.id for c in self.checks.values() if not c.rules)
+
     def exit_status(self) -> int:
         """0: conforms; 1: deviations found; 2: the kit could not complete its run."""
         if self.failing:
@@ -109,7 +146,7 @@ class Report:
 
     def render(self, max_examples: int = 3) -> str:
         lines: list[str] = []
-        failing = sorted(self.failing, key=lambda c: (AREAS.index(c.area) if c.area in AREAS else 99, c.id))
+        failing = sorted(self.failing, key=lambda c: (_area_key(c.rule_area), c.id))
         passed = [c for c in self.checks.values() if c.ok]
         lines.append("")
         lines.append("=" * 78)
@@ -136,49 +173,76 @@ class Report:
             lines.append("")
             lines.extend(f"note: {n}" for n in self.notes)
         lines.append("")
-        by_area: dict[str, list[int]] = {}
-        for c in self.checks.values():
-            counts = by_area.setdefault(c.area, [0, 0])
-            counts[0 if c.ok else 1] += 1
-        summary = ", ".join(
-            f"{area} {ok}/{ok + bad}"
-            for area, (ok, bad) in sorted(by_area.items(), key=lambda kv: AREAS.index(kv[0]))
-        )
-        lines.append(f"checks passed by area: {summary}")
+        lines.extend(self.summary_lines())
         lines.append(
             f"{len(passed)} checks passed, {len(failing)} failed, "
             f"{len(self.problems)} problem(s); {time.monotonic() - self.started:.1f} s"
         )
         return "\n".join(lines) + "\n"
 
+    def by_area(self) -> dict[str, tuple[int, int, int, int]]:
+        """Per rule area: rules passed, rules failed, rules checked, rules in the table."""
+        out: dict[str, list[int]] = {a: [0, 0, 0, 0] for a in AREAS}
+        for rule in RULES:
+            counts = out.setdefault(rule.area, [0, 0, 0, 0])
+            counts[3] += 1
+            checks = self.exercised(rule)
+            if checks:
+                counts[2] += 1
+                counts[1 if any(c.findings for c in checks) else 0] += 1
+        return {a: (c[0], c[1], c[2], c[3]) for a, c in out.items() if c[3]}
+
+    def summary_lines(self) -> list[str]:
+        """Rules by area, the contract coverage with the rules left unchecked, and phase times."""
+        lines = ["rules by area (passed/failed of checked; in the table):"]
+        for area, (ok, bad, n_checked, total) in self.by_area().items():
+            lines.append(f"  {area:<12} {ok:>3} passed {bad:>3} failed   {n_checked:>3} of {total} checked")
+        checked, unchecked = self.coverage()
+        lines.append(f"contract coverage: {len(checked)} of {len(RULES)} rules checked")
+        for rule in unchecked:
+            why = f" (needs {rule.needs})" if rule.needs else ""
+            lines.append(f"  not checked: {rule.id}{why}: {rule.text}")
+        if self.timings:
+            lines.append(
+                "time by phase: " + ", ".join(f"{name} {secs:.1f} s" for name, secs in self.timings.items())
+            )
+        return lines
+
     # --- JUnit -------------------------------------------------------------------------------
 
     def junit(self) -> ET.Element:
+        """One test case per rule of the contract, in a suite per area; unchecked rules are skipped."""
         root = ET.Element("testsuites", name="kantos-conformance")
-        by_area: dict[str, list[Check]] = {}
-        for c in self.checks.values():
-            if c.area != "schemathesis" or not self.junit_suites:
-                by_area.setdefault(c.area, []).append(c)
-        for area in sorted(by_area, key=lambda a: AREAS.index(a) if a in AREAS else 99):
-            checks = by_area[area]
-            suite = ET.SubElement(
-                root,
-                "testsuite",
-                name=f"conformance.{area}",
-                tests=str(len(checks)),
-                failures=str(sum(1 for c in checks if c.findings)),
-                errors="0",
-                skipped="0",
-            )
-            for c in checks:
+        for area in AREAS:
+            rules = [r for r in RULES if r.area == area]
+            if not rules:
+                continue
+            suite = ET.SubElement(root, "testsuite", name=f"conformance.{area}")
+            failures = skipped = 0
+            for rule in rules:
+                checks = self.exercised(rule)
+                elapsed = sum(c.elapsed for c in checks)
                 case = ET.SubElement(
-                    suite, "testcase", classname=f"conformance.{area}", name=c.id, time=f"{c.elapsed:.3f}"
+                    suite, "testcase", classname=f"conformance.{area}", name=rule.id, time=f"{elapsed:.3f}"
                 )
-                if c.findings:
-                    failure = ET.SubElement(case, "failure", message=c.title, type="deviation")
-                    failure.text = _xml_safe("\n".join(render_check(c, self.base_url, None, 50)))
+                failing = [c for c in checks if c.findings]
+                if failing:
+                    failures += 1
+                    failure = ET.SubElement(case, "failure", message=rule.text, type="deviation")
+                    failure.text = _xml_safe(
+                        "\n".join(line for c in failing for line in render_check(c, self.base_url, None, 50))
+                    )
+                elif not checks:
+                    skipped += 1
+                    why = f"needs {rule.needs}" if rule.needs else "no check of this rule ran"
+                    ET.SubElement(case, "skipped", message=f"not checked in this run: {why}")
                 else:
-                    ET.SubElement(case, "system-out").text = f"{c.runs} request(s) checked"
+                    runs = ", ".join(f"{c.id} ({c.runs} request(s))" for c in checks)
+                    ET.SubElement(case, "system-out").text = _xml_safe(f"{rule.text}\nchecked by: {runs}")
+            suite.set("tests", str(len(rules)))
+            suite.set("failures", str(failures))
+            suite.set("errors", "0")
+            suite.set("skipped", str(skipped))
         if self.problems:
             suite = ET.SubElement(
                 root, "testsuite", name="conformance.kit", tests="1", failures="0", errors="1", skipped="0"
@@ -186,7 +250,6 @@ class Report:
             case = ET.SubElement(suite, "testcase", classname="conformance.kit", name="complete run")
             error = ET.SubElement(case, "error", message="the kit could not complete its run")
             error.text = _xml_safe("\n".join(self.problems))
-        root.extend(self.junit_suites)
         tests = failures = errors = 0
         for suite in root.iter("testsuite"):
             tests += int(suite.get("tests", "0"))
@@ -208,11 +271,10 @@ def render_check(c: Check, base_url: str, number: int | None, max_examples: int)
     head = f"{number}. " if number is not None else ""
     n = len(c.findings)
     runs = f"{n} of {max(c.runs, n)} request(s) deviate" if c.runs else f"{n} deviating request(s)"
-    lines = [f"{head}[{c.area}] {c.title} ({runs})"]
-    if c.rule:
-        lines += textwrap.wrap(
-            "rule: " + c.rule, width=100, initial_indent="   ", subsequent_indent="         "
-        )
+    lines = [f"{head}[{c.rule_area}] {c.title} ({runs})"]
+    rules = [f"rule {r.id}: {r.text}" for r in c.rules] or ([f"rule: {c.rule}"] if c.rule else [])
+    for text in rules:
+        lines += textwrap.wrap(text, width=100, initial_indent="   ", subsequent_indent="         ")
     for j, f in enumerate(c.findings[:max_examples], 1):
         lines.append(f"   {j}) {f.label or _label(f.request)}")
         lines += _field("expected", f.expected)

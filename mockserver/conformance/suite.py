@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..domain.schema import FieldType
 from .battery import diagnose_order
@@ -12,6 +12,9 @@ from .client import Client, Exchange, dumps
 from .oracle import SYSTEM_KEYS, Oracle, is_empty
 from .report import Finding, Report
 from .scratch import Scratch, Setup
+
+if TYPE_CHECKING:
+    from . import Options
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 QUICK_SORT_TYPES = (
@@ -40,9 +43,17 @@ class Suite:
     """The scratch area and oracle a behaviour check runs on, with helpers for reading answers."""
 
     def __init__(
-        self, client: Client, report: Report, setup: Setup, scratch: Scratch, rng: random.Random, quick: bool
+        self,
+        client: Client,
+        report: Report,
+        setup: Setup,
+        scratch: Scratch,
+        rng: random.Random,
+        quick: bool,
+        options: Options,
     ) -> None:
         assert scratch.oracle is not None
+        self.options = options
         self.client = client
         self.report = report
         self.setup = setup
