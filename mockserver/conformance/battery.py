@@ -112,7 +112,184 @@ class Battery:
         for slug in SYSTEM_KEYS:
             out += self._field_probes(slug)
         out += self._combinations(out)
+        out += self.edge_probes()
         return out
+
+    # --- edges: the same on every run, whatever the seed ------------------------------------
+
+    def edge_probes(self) -> list[Probe]:
+        """Probes that do not depend on the seed: every operator on every field, refused operands,
+        list and emptiness edges, non-ASCII text, case folding, multi_select sets, date operands."""
+        out: list[Probe] = []
+        slugs = [f.slug for f in self.oracle.obj.fields] + list(SYSTEM_KEYS)
+        for slug in slugs:
+            spec = self.oracle.spec(slug)
+            values = self.values(slug)
+            if spec is None:
+                continue
+            out += self._every_operator(slug, spec.kind, values)
+            out += self._refused_operands(slug, spec.kind)
+            out += [
+                self._edge(slug, {"$in": []}, "filters.list-edges", "$in: [] and $nin: []"),
+                self._edge(slug, {"$nin": []}, "filters.list-edges", "$in: [] and $nin: []"),
+            ]
+            if not values:
+                continue
+            if spec.kind == Kind.STRING:
+                out += self._unicode(slug, values)
+            if spec.kind in (Kind.STRING, Kind.CHOICE) and slug not in SYSTEM_KEYS:
+                out += self._case_folding(slug, spec.kind, values)
+            if spec.kind == Kind.MULTI:
+                out += self._multi(slug, values)
+            if spec.kind == Kind.INSTANT:
+                out += self._date_operands(slug, values)
+            out += self._operators_and(slug, spec.kind, values)
+        return out
+
+    def _edge(self, slug: str, cond: Any, check_id: str, title: str) -> Probe:
+        return Probe({slug: cond}, check_id, title, "", [slug])
+
+    def _sample(self, kind: str, values: list[Any]) -> Any:
+        """A stored value (the most common one), or a value of the right type when none is."""
+        if values:
+            counts = Counter(_hashable(v) for v in values)
+            best = max(values, key=lambda v: (counts[_hashable(v)], str(v)))
+            return list(best) if isinstance(best, list) else best
+        return {
+            Kind.NUMBER: 1,
+            Kind.STRING: "a",
+            Kind.CHOICE: "a",
+            Kind.BOOLEAN: True,
+            Kind.DATE: "2024-01-01",
+            Kind.INSTANT: "2024-01-01T00:00:00Z",
+            Kind.MULTI: ["a"],
+        }[kind]
+
+    def _every_operator(self, slug: str, kind: str, values: list[Any]) -> list[Probe]:
+        """Each of the 13 operators with an operand of the field's type: the oracle says which the
+        contract refuses (a 400) and what the others match."""
+        v = self._sample(kind, values)
+        scalar = v[0] if isinstance(v, list) and v else v
+        text = scalar if isinstance(scalar, str) else str(scalar)
+        fragment = text[1:4] if len(text) > 3 else text
+        operands: dict[str, Any] = {
+            "$eq": v,
+            "$ne": v,
+            "$gt": scalar,
+            "$gte": scalar,
+            "$lt": scalar,
+            "$lte": scalar,
+            "$in": [scalar],
+            "$nin": [scalar],
+            "$contains": _swap(fragment),
+            "$not_contains": _swap(fragment),
+            "$starts_with": _swap(text[:2]),
+            "$ends_with": _swap(text[-2:]),
+            "$empty": False,
+        }
+        out = []
+        for op, operand in operands.items():
+            cond = {op: operand}
+            if self.oracle.query({slug: cond}, "id", "asc", 1, 1).error is not None:
+                out.append(
+                    Probe(
+                        {slug: cond},
+                        "filters.refused-operator",
+                        "an operator the field's type does not take is 400 naming the field",
+                        "",
+                        [slug],
+                    )
+                )
+            else:
+                out.append(self._probe(slug, cond, op if op in RULES else "range"))
+        return out
+
+    def _refused_operands(self, slug: str, kind: str) -> list[Probe]:
+        """Operands of the wrong JSON type, null, and malformed dates: a 400 naming the field."""
+        wrong: list[dict[str, Any]] = [{"$eq": None}, {"$in": "x"}, {"$in": [None]}, {"$empty": "yes"}]
+        wrong += {
+            Kind.NUMBER: [{"$gte": "10"}, {"$eq": "1"}, {"$eq": True}, {"$nin": ["1"]}],
+            Kind.STRING: [{"$eq": 1}, {"$contains": 5}, {"$ne": ["a"]}, {"$starts_with": None}],
+            Kind.CHOICE: [{"$eq": 1}, {"$in": [True]}, {"$contains": {}}],
+            Kind.BOOLEAN: [{"$eq": "true"}, {"$eq": 1}, {"$in": ["false"]}],
+            Kind.DATE: [{"$gte": "2024-1-5"}, {"$lt": 20240101}, {"$eq": "2024-01-15T10:30:00Z"}],
+            Kind.INSTANT: [{"$gt": "yesterday"}, {"$lt": 1700000000}, {"$gte": "2024-01-15 10:30"}],
+            Kind.MULTI: [{"$contains": ["vip"]}, {"$eq": 1}, {"$in": "vip"}],
+        }[kind]
+        title = "an operand of the wrong type is 400 BAD_REQUEST naming the field"
+        return [Probe({slug: cond}, "filters.refused-operand", title, "", [slug]) for cond in wrong]
+
+    def _unicode(self, slug: str, values: list[Any]) -> list[Probe]:
+        """Text operators on every stored non-ASCII value, in the other case: fixed, not drawn."""
+        out = []
+        for v in sorted({v for v in values if isinstance(v, str) and not v.isascii()})[:4]:
+            at = next(i for i, ch in enumerate(v) if not ch.isascii())
+            window = v[max(0, at - 1) : at + 2]
+            title = "text operators fold the case of non-ASCII letters"
+            for cond in (
+                {"$contains": _swap(window)},
+                {"$not_contains": _swap(window)},
+                {"$starts_with": _swap(v[: at + 1])},
+                {"$ends_with": _swap(v[at:])},
+                {"$eq": v},
+                {"$in": [v, _swap(v)]},
+            ):
+                out.append(Probe({slug: cond}, "filters.unicode", title, "", [slug]))
+        return out
+
+    def _case_folding(self, slug: str, kind: str, values: list[Any]) -> list[Probe]:
+        """status and dropdown options, and email, match in any case; other text $eq is exact."""
+        v = sorted({v for v in values if isinstance(v, str)})[0]
+        title = "$eq and $in fold case on status, dropdown and email, and only there"
+        return [
+            Probe({slug: {"$eq": _swap(v)}}, "filters.case-folding", title, "", [slug]),
+            Probe({slug: {"$in": [_swap(v)]}}, "filters.case-folding", title, "", [slug]),
+            Probe({slug: _swap(v)}, "filters.case-folding", title, "", [slug]),
+        ]
+
+    def _multi(self, slug: str, values: list[Any]) -> list[Probe]:
+        """A string means has that option; an array means exactly that set, in any order."""
+        title = "multi_select: $eq string has it, $eq array is exactly that set, $contains has it"
+        sets = sorted({tuple(v) for v in values if isinstance(v, list)}, key=lambda t: (-len(t), t))
+        widest = list(sets[0])
+        option = widest[0]
+        conds: list[Any] = [
+            {"$eq": option},
+            {"$eq": list(reversed(widest))},
+            {"$eq": widest[:1]},
+            {"$contains": _swap(option)},
+            {"$in": [_swap(option)]},
+            {"$nin": [option]},
+            {"$ne": widest},
+        ]
+        return [Probe({slug: c}, "filters.multi-select", title, "", [slug]) for c in conds]
+
+    def _date_operands(self, slug: str, values: list[Any]) -> list[Probe]:
+        """Date operands on an instant mean midnight UTC; offset operands name their instant."""
+        title = "a date operand on a datetime means that day's midnight UTC"
+        out = []
+        days = sorted({v[:10] for v in values if isinstance(v, str) and len(v) >= 10})
+        for day in days[:2] + days[-1:]:
+            out += [
+                Probe({slug: {"$lt": day}}, "filters.date-operand", title, "", [slug]),
+                Probe({slug: {"$gte": day}}, "filters.date-operand", title, "", [slug]),
+                Probe({slug: {"$gte": day + "T00:00:00+03:00"}}, "filters.date-operand", title, "", [slug]),
+            ]
+        return out
+
+    def _operators_and(self, slug: str, kind: str, values: list[Any]) -> list[Probe]:
+        """Several operators on one field all apply."""
+        v = self._sample(kind, values)
+        title = "several operators on one field AND together"
+        if kind in (Kind.NUMBER, Kind.DATE, Kind.INSTANT):
+            ordered = sorted(values, key=lambda x: parse_datetime_us(x) if kind == Kind.INSTANT else x)
+            lo, hi = ordered[len(ordered) // 4], ordered[3 * len(ordered) // 4]
+            conds: list[Any] = [{"$gte": lo, "$lte": hi, "$ne": v}, {"$gt": lo, "$empty": False}]
+        elif kind == Kind.STRING and isinstance(v, str):
+            conds = [{"$ne": v, "$empty": False}, {"$contains": _swap(v[:2]), "$not_contains": _swap(v)}]
+        else:
+            conds = [{"$ne": v, "$empty": False}]
+        return [Probe({slug: c}, "filters.operators-and", title, "", [slug]) for c in conds]
 
     def _probe(self, slug: str, cond: Any, op: str, rule_key: str | None = None) -> Probe:
         """A single-field probe; its check is the operator's, whatever the field's type."""
@@ -122,6 +299,8 @@ class Battery:
             group, title, rule = op, f"filter {op}", RULES[op]
         else:
             group, title, rule = "range", "range filters ($gt $gte $lt $lte)", RULES["range"]
+        if slug in SYSTEM_KEYS:  # the system fields' own rule: they filter like fields of their type
+            return Probe({slug: cond}, f"filters.system.{group}", f"{title} on {slug}", "", [slug])
         return Probe({slug: cond}, f"filters.{group}", title, RULES.get(rule_key or "", rule), [slug])
 
     def _field_probes(self, slug: str) -> list[Probe]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .errorcases import ErrorChecks
+from .formats import FormatChecks
 from .queries import QueryChecks
 from .records import RecordChecks
 
 
-class Behaviour(QueryChecks, RecordChecks, ErrorChecks):
+class Behaviour(QueryChecks, RecordChecks, FormatChecks, ErrorChecks):
     """Every behaviour check, run in order on one prepared scratch area."""
 
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
@@ -19,5 +20,7 @@ class Behaviour(QueryChecks, RecordChecks, ErrorChecks):
             ("sorting", self.run_sorting),
             ("paging", self.run_paging),
             ("records", self.run_records),
+            ("writes", self.run_writes),
+            ("formats", self.run_formats),
             ("errors", self.run_errors),
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -14,6 +14,10 @@ import httpx
 
 #: The reproducers read the key from this variable, so reports never carry the key itself.
 KEY_VARIABLE = "KANTOS_API_KEY"
+#: The variables the reproducers read the other keys from, by the `auth` name requests give them.
+OTHER_KEY_VARIABLES = {"intake": "KANTOS_INTAKE_KEY", "non-admin": "KANTOS_NON_ADMIN_KEY"}
+#: Bodies longer than this are written by a python3 one-liner in reproducers, not inline.
+LONG_BODY = 2048
 WRONG_KEY = "conformance-kit-not-a-key"
 _MISSING: Any = object()
 
@@ -31,7 +35,8 @@ class Exchange:
     params: list[tuple[str, str]]
     body: bytes | None
     content_type: str | None
-    auth: str  # "key" | "none" | "wrong"
+    auth: str  # "key" | "none" | "wrong", or one of OTHER_KEY_VARIABLES
+    chunked: bool = False  # the body was sent with Transfer-Encoding: chunked, no Content-Length
     status: int = 0  # 0: no response (transport error)
     headers: dict[str, str] = field(default_factory=dict)  # lowercased names
     text: str = ""
@@ -75,11 +80,17 @@ class Exchange:
             parts += ["-H", f'"X-Api-Key: ${KEY_VARIABLE}"']
         elif self.auth == "wrong":
             parts += ["-H", shlex.quote(f"X-Api-Key: {WRONG_KEY}")]
+        elif self.auth in OTHER_KEY_VARIABLES:
+            parts += ["-H", f'"X-Api-Key: ${OTHER_KEY_VARIABLES[self.auth]}"']
         if self.content_type is not None:
             parts += ["-H", shlex.quote(f"Content-Type: {self.content_type}")]
+        if self.chunked:
+            parts += ["-H", shlex.quote("Transfer-Encoding: chunked")]
         if as_form:
             for name, value in self.params:
                 parts += ["--data-urlencode", shlex.quote(f"{name}={value}")]
+        if self.body is not None and len(self.body) > LONG_BODY:
+            return f"{_writer(self.body)} | {' '.join(parts)} --data-binary @-"
         if self.body is not None:
             parts += ["--data-raw", shlex.quote(self.body.decode("utf-8", "replace"))]
         return " ".join(parts)
@@ -90,6 +101,23 @@ class Exchange:
             return f"no response: {self.error}"
         text = self.text if len(self.text) <= limit else self.text[:limit] + " …"
         return f"{self.status} {text}".rstrip()
+
+
+def _writer(body: bytes) -> str:
+    """A python3 one-liner that writes `body` (long: a prefix, one byte repeated, a suffix)."""
+    best = (0, 0)  # (start, length) of the longest run of one byte
+    i = 0
+    while i < len(body):
+        j = i
+        while j < len(body) and body[j] == body[i]:
+            j += 1
+        if j - i > best[1]:
+            best = (i, j - i)
+        i = j
+    start, length = best
+    head, byte, tail = body[:start], body[start : start + 1], body[start + length :]
+    code = f"import sys; sys.stdout.buffer.write({head!r} + {byte!r} * {length} + {tail!r})"
+    return f"python3 -c {shlex.quote(code)}"
 
 
 def dumps(value: Any) -> str:
@@ -114,6 +142,8 @@ class Client:
         #: Ids of every record a POST created (whatever the check meant), for the cleanup.
         self.created: list[str] = []
         self.deleted: set[str] = set()
+        #: Other keys of the server under test, by the `auth` name requests give them.
+        self.other_keys: dict[str, str] = {}
         self.rate_waits = 0.0
         self._notify = notify or (lambda message: None)
         self._max_rate_wait = max_rate_wait
@@ -134,25 +164,29 @@ class Client:
         raw_body: bytes | None = None,
         content_type: str | None = None,
         auth: str = "key",
+        chunked: bool = False,
     ) -> Exchange:
+        """Send one request; `auth` names the key ("key", "none", "wrong", or a key in `other_keys`)."""
         items = _query_items(params)
         body: bytes | None = raw_body
         if json_body is not _MISSING:
             body = dumps(json_body).encode()
             content_type = content_type or "application/json"
-        ex = Exchange(method, path, items, body, content_type, auth)
+        ex = Exchange(method, path, items, body, content_type, auth, chunked)
         headers: dict[str, str] = {}
         if auth == "key":
             headers["X-Api-Key"] = self.api_key
         elif auth == "wrong":
             headers["X-Api-Key"] = WRONG_KEY
+        elif auth in self.other_keys:
+            headers["X-Api-Key"] = self.other_keys[auth]
         if content_type is not None:
             headers["Content-Type"] = content_type
         for _ in range(4):
             self._send(ex, headers)
             if ex.status != 429 or not self._wait_for_limit(ex):
                 break
-            ex = Exchange(method, path, items, body, content_type, auth)
+            ex = Exchange(method, path, items, body, content_type, auth, chunked)
         self._track(ex)
         return ex
 
@@ -164,8 +198,11 @@ class Client:
 
     def _send(self, ex: Exchange, headers: dict[str, str]) -> None:
         try:
+            content: bytes | Iterator[bytes] | None = ex.body
+            if ex.chunked and ex.body is not None:
+                content = _chunks(ex.body)  # an iterator: httpx sends it chunked, with no Content-Length
             response = self._http.request(
-                ex.method, ex.path, params=list(ex.params) or None, content=ex.body, headers=headers
+                ex.method, ex.path, params=list(ex.params) or None, content=content, headers=headers
             )
         except httpx.TransportError as exc:
             ex.error = f"{type(exc).__name__}: {exc}"
@@ -198,6 +235,11 @@ class Client:
                 self.created.append(rid)
         if ex.method == "DELETE" and ex.path.startswith("/api/crm/record/") and ex.status in (200, 204):
             self.deleted.add(ex.path.rsplit("/", 1)[1])
+
+
+def _chunks(body: bytes, size: int = 65_536) -> Iterator[bytes]:
+    for i in range(0, len(body), size):
+        yield body[i : i + size]
 
 
 def _limits(base_url: str) -> httpx.Limits:

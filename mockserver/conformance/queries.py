@@ -36,7 +36,10 @@ class QueryChecks(Suite):
         types = ", ".join(type_name(self.oracle, s) for s in probe.fields)
         label = f"filters={dumps(probe.filters)} ({types})"
         if exp.error is not None:
-            check_error(self.report, ex, 400, "BAD_REQUEST", probe.check_id, probe.title, rule=probe.rule)
+            field = probe.fields[0] if len(probe.fields) == 1 else None
+            check_error(
+                self.report, ex, 400, "BAD_REQUEST", probe.check_id, probe.title, names=field, rule=probe.rule
+            )
             return
         got = self.page_of(ex)
         if got is None:

@@ -53,6 +53,8 @@ _TEXT = [
     "golf",
     "Zulu",
     "mike November",
+    "Øresund Bridge",
+    "Дмитрий Иванов",
 ]
 _LONG = ["First line\nsecond Line", "notes about ALPHA", "short", "Notes about alpha", "Ünïcode text"]
 _NUMBER = [-5, 0, 1.5, 3, 3, 7, 10, 42, 1000000, -0.25]
@@ -69,6 +71,7 @@ _DATETIME = [
     "2024-07-04T09:15:30.250Z",
     "2024-01-15T10:30:00Z",
     "2025-03-09T23:59:00+05:30",
+    "2024-03-01T01:30:00+03:00",  # 2024-02-29 in UTC: a date operand must not read it as March
 ]
 
 
