@@ -207,7 +207,7 @@ class Battery:
     def _refused_operands(self, slug: str, kind: str) -> list[Probe]:
         """Operands of the wrong JSON type, null, and malformed dates: a 400 naming the field."""
         wrong: list[dict[str, Any]] = [{"$eq": None}, {"$in": "x"}, {"$in": [None]}, {"$empty": "yes"}]
-        wrong += {
+        by_kind: dict[str, list[dict[str, Any]]] = {
             Kind.NUMBER: [{"$gte": "10"}, {"$eq": "1"}, {"$eq": True}, {"$nin": ["1"]}],
             Kind.STRING: [{"$eq": 1}, {"$contains": 5}, {"$ne": ["a"]}, {"$starts_with": None}],
             Kind.CHOICE: [{"$eq": 1}, {"$in": [True]}, {"$contains": {}}],
@@ -215,7 +215,8 @@ class Battery:
             Kind.DATE: [{"$gte": "2024-1-5"}, {"$lt": 20240101}, {"$eq": "2024-01-15T10:30:00Z"}],
             Kind.INSTANT: [{"$gt": "yesterday"}, {"$lt": 1700000000}, {"$gte": "2024-01-15 10:30"}],
             Kind.MULTI: [{"$contains": ["vip"]}, {"$eq": 1}, {"$in": "vip"}],
-        }[kind]
+        }
+        wrong += by_kind[kind]
         title = "an operand of the wrong type is 400 BAD_REQUEST naming the field"
         return [Probe({slug: cond}, "filters.refused-operand", title, "", [slug]) for cond in wrong]
 
@@ -282,7 +283,7 @@ class Battery:
         v = self._sample(kind, values)
         title = "several operators on one field AND together"
         if kind in (Kind.NUMBER, Kind.DATE, Kind.INSTANT):
-            ordered = sorted(values, key=lambda x: parse_datetime_us(x) if kind == Kind.INSTANT else x)
+            ordered = sorted(values, key=lambda x: (parse_datetime_us(x) or 0) if kind == Kind.INSTANT else x)
             lo, hi = ordered[len(ordered) // 4], ordered[3 * len(ordered) // 4]
             conds: list[Any] = [{"$gte": lo, "$lte": hi, "$ne": v}, {"$gt": lo, "$empty": False}]
         elif kind == Kind.STRING and isinstance(v, str):

@@ -61,10 +61,10 @@ def edges(f: FieldDef, marker: str, users: list[str], references: list[str]) -> 
         return options, [*other_case, f"not an option {marker}", 1, [options[0]] if options else ["x"]]
     if t == FieldType.MULTI_SELECT:
         options = list(f.choices)
-        other_case = [[o.swapcase()] for o in options if o.swapcase() != o][:1]
+        other_sets = [[o.swapcase()] for o in options if o.swapcase() != o][:1]
         return (
             [options[:1], options[:2], list(reversed(options))],
-            [*other_case, options[0] if options else "x", [f"not an option {marker}"], [1]],
+            [*other_sets, options[0] if options else "x", [f"not an option {marker}"], [1]],
         )
     if t == FieldType.REFERENCE:
         return references[:2], [f"rec_no_such_record_{marker}", 5]
@@ -165,8 +165,8 @@ class FormatChecks(WriteChecks):
             self.report.fail(
                 *check,
                 Finding(
-                    "object_id of the object, distinct ids, one created_by per key, updated_at >= created_at, "
-                    "and PATCH keeps id, object_id, created_by, created_at",
+                    "object_id of the object, distinct ids, one created_by per key, "
+                    "updated_at >= created_at, and PATCH keeps id, object_id, created_by, created_at",
                     "; ".join(problems),
                     patched if patched.status == 200 and any("PATCH" in p for p in problems) else b,
                 ),
