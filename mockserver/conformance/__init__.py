@@ -46,6 +46,8 @@ class Options:
     limited_key: str | None = None
     #: An intake key: the kit checks that /api/crm/* refuses it with 403.
     intake_key: str | None = None
+    #: A server key of a user who is not an admin: the kit checks that schema writes refuse it.
+    non_admin_key: str | None = None
     #: Write a self-contained HTML report there.
     html_path: str | None = None
 

@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 from .errorcases import ErrorChecks
 from .formats import FormatChecks
+from .protocol import ProtocolChecks
 from .queries import QueryChecks
 from .records import RecordChecks
 
 
-class Behaviour(QueryChecks, RecordChecks, FormatChecks, ErrorChecks):
+class Behaviour(QueryChecks, RecordChecks, ProtocolChecks, FormatChecks, ErrorChecks):
     """Every behaviour check, run in order on one prepared scratch area."""
 
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
@@ -23,4 +24,5 @@ class Behaviour(QueryChecks, RecordChecks, FormatChecks, ErrorChecks):
             ("writes", self.run_writes),
             ("formats", self.run_formats),
             ("errors", self.run_errors),
+            ("protocol", self.run_protocol),
         ]

@@ -69,6 +69,8 @@ class Exchange:
         as_form = self.method == "GET" and bool(self.params)
         if as_form:
             parts.append("-G")
+        elif self.method == "HEAD":
+            parts.append("-I")  # curl -X HEAD would wait for a body that never comes
         elif self.method != "GET":
             parts += ["-X", self.method]
         url = base_url + self.path if as_form else self.url(base_url)

@@ -41,6 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="an intake key of the server: checks that /api/crm/* refuses it (403)",
     )
     p.add_argument(
+        "--non-admin-key",
+        metavar="KEY",
+        help="a server key of a user who is not an admin: checks that schema writes refuse it (403)",
+    )
+    p.add_argument(
         "--limited-key",
         metavar="KEY",
         help="a key on a small plan: the kit drives it into a 429 and checks Retry-After, that the 429 "
@@ -99,6 +104,7 @@ def run_from_args(ns: argparse.Namespace, parser: argparse.ArgumentParser | None
             webhook_retries=ns.webhook_retries,
             limited_key=ns.limited_key,
             intake_key=ns.intake_key,
+            non_admin_key=ns.non_admin_key,
             html_path=ns.html,
         ),
     )

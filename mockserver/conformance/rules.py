@@ -85,7 +85,7 @@ RULES: tuple[Rule, ...] = (
         "creating objects or fields needs a key of an admin user, else 403 FORBIDDEN",
         "errors.forbidden-schema-write",
         "schema.admin-only",
-        needs="a non-admin server key (--api-key or --other-key)",
+        needs="--non-admin-key, or a non-admin --api-key",
     ),
     _r(
         "schema.write-rules",

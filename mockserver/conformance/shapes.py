@@ -99,7 +99,7 @@ def scan(report: Report, log: list[Exchange]) -> None:
 
 def _scan_error_shapes(report: Report, api: list[Exchange]) -> None:
     check = ("errors.shape", "errors", "error responses have the Kantos error body", ERROR_RULE)
-    errors = [ex for ex in api if 400 <= ex.status < 500]
+    errors = [ex for ex in api if 400 <= ex.status < 500 and ex.method != "HEAD"]  # HEAD has no body
     report.ran(*check[:3], check[3], count=len(errors))
     bad = [(ex, p) for ex in errors if (p := error_shape_problem(ex)) is not None]
     # One example per status first, so the report shows how each kind of error is shaped.
@@ -173,7 +173,7 @@ def _scan_server_errors(report: Report, bad: list[Exchange]) -> None:
 
 def _scan_json(report: Report, api: list[Exchange]) -> None:
     check = ("protocol.json", "protocol", "responses with a body are application/json")
-    with_body = [ex for ex in api if ex.status != 204 and ex.status < 500]
+    with_body = [ex for ex in api if ex.status != 204 and ex.status < 500 and ex.method != "HEAD"]
     report.ran(*check, count=len(with_body))
     for ex in with_body:
         media = (ex.header("content-type") or "").split(";")[0].strip().lower()

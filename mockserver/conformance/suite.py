@@ -124,6 +124,16 @@ class Suite:
                 ),
             )
 
+    def allow(self, ex: Exchange, methods: set[str]) -> None:
+        """A 405 carries Allow listing exactly `methods`."""
+        check = ("errors.allow", "errors", "a 405 carries Allow listing the route's methods")
+        self.report.ran(*check)
+        allow = {m.strip().upper() for m in (ex.header("allow") or "").split(",") if m.strip()}
+        if ex.status == 405 and allow != methods:
+            self.report.fail(
+                *check, Finding(f"Allow: {', '.join(sorted(methods))}", f"Allow: {ex.header('allow')!r}", ex)
+            )
+
     def _describe(self, rid: str, slugs: list[str]) -> str:
         return rid + " (" + ", ".join(f"{s} = {self.show(rid, s)}" for s in slugs) + ")"
 
