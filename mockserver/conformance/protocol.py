@@ -172,7 +172,10 @@ class ProtocolChecks(WriteChecks):
 
     def _content_types(self) -> None:
         title = "bodies are application/json with charset=utf-8 or none; anything else is 415"
-        body = lambda: dumps({"object_id": self.obj.id, "field_values": self.fresh()}).encode()  # noqa: E731
+
+        def body() -> bytes:
+            return dumps({"object_id": self.obj.id, "field_values": self.fresh()}).encode()
+
         for ctype, status in (
             ("application/json", 201),
             ("application/json; charset=utf-8", 201),
@@ -327,14 +330,12 @@ class ProtocolChecks(WriteChecks):
         if self.options.intake_key:
             self.client.other_keys["intake"] = self.options.intake_key
             title = "an intake key on /api/crm/* is 403 FORBIDDEN, before routing"
-            for method, path, body in (
-                ("GET", "/api/crm/objects", None),
-                ("GET", f"{QUERY}?object_id={self.obj.id}", None),
-                ("POST", "/api/crm/record", {"object_id": self.obj.id, "field_values": self.fresh()}),
+            record = {"object_id": self.obj.id, "field_values": self.fresh()}
+            for ex in (
+                self.client.request("GET", "/api/crm/objects", auth="intake"),
+                self.client.request("GET", QUERY, params={"object_id": self.obj.id}, auth="intake"),
+                self.client.request("POST", "/api/crm/record", json_body=record, auth="intake"),
             ):
-                path, _, query = path.partition("?")
-                params = [tuple(query.split("=", 1))] if query else None
-                ex = self.client.request(method, path, params=params, json_body=body, auth="intake")  # type: ignore[arg-type]
                 check_error(self.report, ex, 403, CODES[403], "errors.intake-key", title)
             ex = self.client.request("GET", "/api/crm/no-such-route", auth="intake")
             check_error(self.report, ex, 403, CODES[403], "errors.order.intake-403-before-404", title)
