@@ -29,7 +29,7 @@ from .report import Report
 from .scratch import Setup
 from .shapes import scan
 
-__all__ = ["Options", "run"]
+__all__ = ["Options", "check", "run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,24 @@ class Options:
     non_admin_key: str | None = None
     #: Write a self-contained HTML report there.
     html_path: str | None = None
+    #: Run only these phases (see PHASES), after the setup; None runs them all.
+    only: frozenset[str] | None = None
+
+
+#: The phases of a run, in order; `Options.only` and `--only` choose among them.
+PHASES = (
+    "filters",
+    "sorting",
+    "paging",
+    "records",
+    "writes",
+    "formats",
+    "errors",
+    "protocol",
+    "rate-limits",
+    "webhooks",
+    "schemathesis",
+)
 
 
 def run(
@@ -74,24 +92,17 @@ def run(
     """
     options = options if options is not None else Options()
     stream: TextIO = out if out is not None else sys.stdout
-    base_url = base_url.rstrip("/")
-    report = Report(base_url, stream)
-    seed = seed if seed is not None else secrets.randbits(32)
-    rng = random.Random(seed)
-    marker = secrets.token_hex(3)  # new on every run: objects cannot be deleted, names must not clash
-    report.progress(
-        f"Kantos conformance kit against {base_url} ({'quick' if quick else 'full'} run, seed {seed})"
+    report = check(
+        base_url,
+        api_key,
+        quick,
+        fuzz,
+        stream,
+        seed=seed,
+        timeout=timeout,
+        keep_data=keep_data,
+        options=options,
     )
-    reachable = _behaviour(report, base_url, api_key, quick, rng, marker, timeout, keep_data, options)
-    if fuzz and reachable:
-        from .fuzz import run_schemathesis, time_budget
-
-        budget = time_budget(quick, time.monotonic() - report.started)
-        with report.phase("schemathesis"):
-            run_schemathesis(report, base_url, api_key, quick=quick, seed=seed, budget=budget)
-    unknown = report.unknown_checks()
-    if unknown:  # a bug in the kit: every check must name a rule of the contract
-        report.problem(f"checks that name no rule of the contract: {', '.join(unknown)}")
     stream.write(report.render())
     if junit_path:
         report.write_junit(junit_path)
@@ -103,6 +114,42 @@ def run(
         print(f"HTML report written to {options.html_path}", file=stream)
     stream.flush()
     return report.exit_status()
+
+
+def check(
+    base_url: str,
+    api_key: str,
+    quick: bool = False,
+    fuzz: bool = True,
+    out: TextIO | None = None,
+    *,
+    seed: int | None = None,
+    timeout: float = 30.0,
+    keep_data: bool = False,
+    options: Options | None = None,
+) -> Report:
+    """Run the kit's phases and return the report, unrendered (`run` prints and writes it)."""
+    options = options if options is not None else Options()
+    base_url = base_url.rstrip("/")
+    report = Report(base_url, out if out is not None else sys.stdout)
+    seed = seed if seed is not None else secrets.randbits(32)
+    rng = random.Random(seed)
+    marker = secrets.token_hex(3)  # new on every run: objects cannot be deleted, names must not clash
+    report.progress(
+        f"Kantos conformance kit against {base_url} ({'quick' if quick else 'full'} run, seed {seed})"
+    )
+    reachable = _behaviour(report, base_url, api_key, quick, rng, marker, timeout, keep_data, options)
+    if fuzz and reachable and (options.only is None or "schemathesis" in options.only):
+        from .fuzz import run_schemathesis, time_budget
+
+        budget = time_budget(quick, time.monotonic() - report.started)
+        with report.phase("schemathesis"):
+            run_schemathesis(report, base_url, api_key, quick=quick, seed=seed, budget=budget)
+    unknown = report.unknown_checks()
+    if unknown:  # a bug in the kit: every check must name a rule of the contract
+        report.problem(f"checks that name no rule of the contract: {', '.join(unknown)}")
+    report.seed = seed
+    return report
 
 
 def _behaviour(
@@ -128,6 +175,8 @@ def _behaviour(
             if scratch is not None and ready:
                 suite = Behaviour(client, report, setup, scratch, rng, quick, options)
                 for name, step in suite.steps():
+                    if options.only is not None and name not in options.only:
+                        continue
                     try:
                         with report.phase(name):
                             step()

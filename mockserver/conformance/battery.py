@@ -121,7 +121,10 @@ class Battery:
         """Probes that do not depend on the seed: every operator on every field, refused operands,
         list and emptiness edges, non-ASCII text, case folding, multi_select sets, date operands."""
         out: list[Probe] = []
-        slugs = [f.slug for f in self.oracle.obj.fields] + list(SYSTEM_KEYS)
+        # Quick runs: every field type, but of the system fields only id (a string) and
+        # created_at (an instant); fewer refused operands and non-ASCII values.
+        system = ("id", "created_at") if self.quick else SYSTEM_KEYS
+        slugs = [f.slug for f in self.oracle.obj.fields] + list(system)
         for slug in slugs:
             spec = self.oracle.spec(slug)
             values = self.values(slug)
@@ -218,12 +221,17 @@ class Battery:
         }
         wrong += by_kind[kind]
         title = "an operand of the wrong type is 400 BAD_REQUEST naming the field"
+        if self.quick:  # one of the four shared ones (which, by field), and the type's own first two
+            shared = len(slug) % 4
+            wrong = [wrong[shared], *wrong[4:6]]
         return [Probe({slug: cond}, "filters.refused-operand", title, "", [slug]) for cond in wrong]
 
     def _unicode(self, slug: str, values: list[Any]) -> list[Probe]:
         """Text operators on every stored non-ASCII value, in the other case: fixed, not drawn."""
         out = []
-        for v in sorted({v for v in values if isinstance(v, str) and not v.isascii()})[:4]:
+        for v in sorted({v for v in values if isinstance(v, str) and not v.isascii()})[
+            : 1 if self.quick else 4
+        ]:
             at = next(i for i, ch in enumerate(v) if not ch.isascii())
             window = v[max(0, at - 1) : at + 2]
             title = "text operators fold the case of non-ASCII letters"
@@ -270,7 +278,7 @@ class Battery:
         title = "a date operand on a datetime means that day's midnight UTC"
         out = []
         days = sorted({v[:10] for v in values if isinstance(v, str) and len(v) >= 10})
-        for day in days[:2] + days[-1:]:
+        for day in days[:1] if self.quick else days[:2] + days[-1:]:
             out += [
                 Probe({slug: {"$lt": day}}, "filters.date-operand", title, "", [slug]),
                 Probe({slug: {"$gte": day}}, "filters.date-operand", title, "", [slug]),

@@ -41,6 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="an intake key of the server: checks that /api/crm/* refuses it (403)",
     )
     p.add_argument(
+        "--only",
+        metavar="PHASE[,PHASE]",
+        help="run only these phases after the setup: filters, sorting, paging, records, writes, formats, "
+        "errors, protocol, rate-limits, webhooks, schemathesis",
+    )
+    p.add_argument(
         "--non-admin-key",
         metavar="KEY",
         help="a server key of a user who is not an admin: checks that schema writes refuse it (403)",
@@ -81,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_from_args(ns: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     """Run the kit with parsed options (from `add_arguments`); returns the exit status."""
-    from . import Options, run
+    from . import PHASES, Options, run
 
     if not ns.api_key:
         message = "--api-key is required (or set KANTOS_API_KEY)"
@@ -89,6 +95,16 @@ def run_from_args(ns: argparse.Namespace, parser: argparse.ArgumentParser | None
             parser.error(message)
         print(f"kantos-mock conformance: error: {message}", file=sys.stderr)
         return 2
+    only = None
+    if ns.only:
+        only = frozenset(p.strip() for p in ns.only.split(",") if p.strip())
+        unknown = sorted(only - set(PHASES))
+        if unknown:
+            message = f"--only: unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}"
+            if parser is not None:
+                parser.error(message)
+            print(f"kantos-mock conformance: error: {message}", file=sys.stderr)
+            return 2
     return run(
         ns.base_url,
         ns.api_key,
@@ -106,5 +122,6 @@ def run_from_args(ns: argparse.Namespace, parser: argparse.ArgumentParser | None
             intake_key=ns.intake_key,
             non_admin_key=ns.non_admin_key,
             html_path=ns.html,
+            only=only,
         ),
     )

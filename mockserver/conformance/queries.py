@@ -237,6 +237,41 @@ class QueryChecks(Suite):
 
     # --- paging edges ------------------------------------------------------------------------
 
+    def _paging_edges(self, n: int) -> None:
+        """per_page=1, a per_page that divides the total (a full last page, then nothing), and one
+        that does not (a short last page): each page exactly the reference engine's."""
+        exact = max((s for s in range(2, min(n, 20) + 1) if n % s == 0), default=None)
+        partial = self.per_page()
+        walks: list[tuple[int, list[int]]] = [(1, [1, 2, n, n + 1])]
+        if exact is not None:
+            walks.append((exact, [n // exact, n // exact + 1]))
+        walks.append((partial, [-(-n // partial)]))
+        check = ("paging.edges", "paging", "per_page=1, a full last page and a short one page exactly")
+        for size, pages in walks:
+            for page in pages:
+                exp = self.oracle.query(None, "id", "asc", page, size)
+                ex = self.client.query(
+                    {"object_id": self.obj.id, "sort": "id", "page": page, "per_page": size}
+                )
+                self.report.ran(*check)
+                got = self.page_of(ex)
+                label = f"sort=id per_page={size} page={page} ({n} records)"
+                if got is None:
+                    self.report.fail(*check, Finding(PAGE_SHAPE, ex.summary(), ex, label))
+                    continue
+                ids, pagination = got
+                self.check_pagination(ex, pagination, page, size)
+                if ids != exp.ids or pagination.get("total") != exp.total:
+                    self.report.fail(
+                        *check,
+                        Finding(
+                            f"total {exp.total}, {len(exp.ids)} record(s): {fmt_ids(exp.ids)}",
+                            f"total {pagination.get('total')!r}, {len(ids)} record(s): {fmt_ids(ids)}",
+                            ex,
+                            label,
+                        ),
+                    )
+
     def run_paging(self) -> None:
         n = len(self.oracle.records)
         size = self.per_page()
@@ -306,6 +341,8 @@ class QueryChecks(Suite):
         else:
             self.check_pagination(ex, got[1], past, size)
             self._check_total(ex, got[1], self.oracle.query(None, None, None, past, size), f"page={past}")
+
+        self._paging_edges(n)
 
         text = next((f.slug for f in self.obj.fields if f.type == FieldType.TEXT), None)
         if text is not None:

@@ -71,6 +71,7 @@ class Report:
         self.notes: list[str] = []
         self.problems: list[str] = []  # the kit could not do something: exit status 2
         self.started = time.monotonic()
+        self.seed: int | None = None  # the seed of the run's data and queries, once known
         #: Seconds spent in each phase of the run (setup, filters, …, schemathesis), in run order.
         self.timings: dict[str, float] = {}
 
