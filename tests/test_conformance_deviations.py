@@ -590,9 +590,10 @@ async def _page_zero_is_one(mw: Deviant, scope: Scope, body: bytes) -> Answer | 
     return scope, body
 
 
-async def _default_sort_by_id(mw: Deviant, scope: Scope, body: bytes) -> Answer | tuple[Scope, bytes]:
-    if is_query(scope) and param(scope, "sort") is None:
-        return with_items(scope, [*query_items(scope), ("sort", "id")]), body
+async def _default_order_desc(mw: Deviant, scope: Scope, body: bytes) -> Answer | tuple[Scope, bytes]:
+    """Without sort and order: newest first."""
+    if is_query(scope) and param(scope, "sort") is None and param(scope, "order") is None:
+        return with_items(scope, [*query_items(scope), ("order", "desc")]), body
     return scope, body
 
 
@@ -729,7 +730,7 @@ DEVIATIONS: dict[str, tuple[str, Before | None, After | None]] = {
     # sorting
     "text-sort-case-sensitive": ("sorting.text", None, page_rewrite(_case_sensitive_sort)),
     "choices-sorted-alphabetically": ("sorting.choice", None, page_rewrite(_choice_alphabetical)),
-    "default-sort-by-id": ("sorting.default", _default_sort_by_id, None),
+    "default-order-desc": ("sorting.default", _default_order_desc, None),
     # paging
     "past-the-end-repeats-last-page": ("paging.edges", None, _past_end_is_last_page),
     "total-counts-the-page": ("paging.total", None, page_rewrite(_total_is_page_length)),
