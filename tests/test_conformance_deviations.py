@@ -10,6 +10,7 @@ import re
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -444,14 +445,13 @@ async def _datetime_as_utc(
     mw: Deviant, scope: Scope, body: bytes, status: int, headers: Headers, raw: bytes
 ) -> Any:
     """datetime values answered in UTC instead of as sent."""
-    if status in (200, 201) and raw.startswith(b'{"id"'):
-        doc = json.loads(raw)
+    doc = json.loads(raw) if status in (200, 201) and raw.startswith(b"{") else None
+    if isinstance(doc, dict) and isinstance(doc.get("field_values"), dict):
         fields = await mw.types(scope, doc["object_id"])
         for k, v in doc["field_values"].items():
             if fields.get(k, {}).get("type") == "datetime" and isinstance(v, str) and not v.endswith("Z"):
-                from datetime import datetime
-
-                doc["field_values"][k] = datetime.fromisoformat(v).astimezone().strftime("%Y-%m-%dT%H:%M:%SZ")
+                utc = datetime.fromisoformat(v).astimezone(UTC)
+                doc["field_values"][k] = utc.strftime("%Y-%m-%dT%H:%M:%SZ")
         raw = json.dumps(doc).encode()
     return status, headers, raw
 
