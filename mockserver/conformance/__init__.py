@@ -75,6 +75,7 @@ def run(
     base_url = base_url.rstrip("/")
     report = Report(base_url, stream)
     seed = seed if seed is not None else secrets.randbits(32)
+    report.seed = seed
     rng = random.Random(seed)
     marker = secrets.token_hex(3)  # new on every run: objects cannot be deleted, names must not clash
     report.progress(
