@@ -101,7 +101,7 @@ dl.values > div { min-width: 0; }
 dl.values dt { font-size: 0.8rem; font-weight: 600; color: var(--muted); margin-bottom: 2px; }
 dl.values dd { margin: 0; }
 @media (max-width: 720px) { dl.values { grid-template-columns: 1fr; } }
-ul.detail { margin: 8px 0 0; padding-left: 20px; }
+ul.detail { margin: 8px 0 0; padding-left: 20px; list-style: disc; }
 .repro { margin-top: 10px; }
 .repro-head { display: flex; align-items: center; justify-content: space-between; gap: 10px;
   font-size: 0.8rem; font-weight: 600; color: var(--muted); margin-bottom: 2px; }
@@ -232,7 +232,7 @@ def _header(report: Report, status: int, word: str, kind: str, now: datetime) ->
         requests = sum(len(c.findings) for c in failing)
         rules = [r for r in RULES if any(c.findings for c in report.exercised(r))]
         headline = (
-            f"{_plural(len(rules), 'rule')} broken: {_plural(len(failing), 'check')} found "
+            f"{_plural(len(rules), 'rule')} failed: {_plural(len(failing), 'check')} found "
             f"{_plural(requests, 'deviating request')}"
         )
     elif status == 0:
