@@ -262,13 +262,23 @@ def _header(report: Report, status: int, word: str, kind: str, now: datetime) ->
         *(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows),
         "</dl>",
         '<nav class="jump" aria-label="Sections">',
-        '<a href="#summary">Summary</a>',
-        f'<a href="#findings">Findings ({len(failing)})</a>',
-        f'<a href="#unchecked">Rules not checked ({len(report.coverage()[1])})</a>',
-        '<a href="#rules">All rules</a>',
-        '<a href="#timings">Time by phase</a>',
+        *(f'<a href="#{anchor}">{_e(name)}</a>' for anchor, name in _sections(report)),
         "</nav>",
     ]
+
+
+def _sections(report: Report) -> list[tuple[str, str]]:
+    """The page's sections, for the links under the header (only those the page has)."""
+    unchecked = report.coverage()[1]
+    out = [("summary", "Summary"), ("findings", f"Findings ({len(report.failing)})")]
+    if unchecked:
+        out.append(("unchecked", f"Rules not checked ({len(unchecked)})"))
+    if report.problems or report.notes:
+        out.append(("notes", "Problems and notes"))
+    out.append(("rules", "All rules"))
+    if report.timings:
+        out.append(("timings", "Time by phase"))
+    return out
 
 
 def _summary(report: Report) -> list[str]:
