@@ -20,6 +20,7 @@ class WriteChecks(Suite):
     """Creates, PATCHes and deletes of the kit's own records, each answer checked against the rules."""
 
     _serial = 2000  # record numbers for values_for(): distinct unique values on every create
+    _ryw_start = 0  # where in the client's log the read-your-writes sequence began
 
     def run_writes(self) -> None:
         self.report.progress("writes: required, defaults, empties, PATCH body, uniqueness, read-your-writes")
@@ -284,6 +285,8 @@ class WriteChecks(Suite):
         marker = f"ryw{self.setup.marker}"
         slug = text.slug
         first, second = f"{marker} alpha", f"{marker} omega"
+        start = len(self.client.log)  # a finding replays the sequence from here: creation, queries, writes
+        self._ryw_start = start
         ex = self.create(self.fresh(**{slug: first}))
         rid = self.created_id(ex)
         if rid is None:
@@ -322,6 +325,7 @@ class WriteChecks(Suite):
         """The query finds exactly `want`, and lists the record as the last write returned it."""
         check_id = f"records.read-your-writes.{after.replace(' ', '-')}"
         title = f"after a {after}, queries that name the changed values reflect it at once"
+        steps = self.client.log[self._ryw_start :]
         ex = self.client.query({"object_id": self.obj.id, "filters": filters, "sort": "id", "per_page": 100})
         self.report.ran(check_id, "records", title)
         page = self.page_of(ex)
@@ -338,6 +342,8 @@ class WriteChecks(Suite):
                     f"{rid} listed as {dumps(listed)}",
                     ex,
                     f"after the {after} of {rid}: filters={dumps(filters)}",
+                    steps=steps,
+                    record_id=rid,
                 ),
             )
         elif ids != want or total != len(want):
@@ -350,6 +356,8 @@ class WriteChecks(Suite):
                     f"total {total!r}: {ids}" if page else ex.summary(),
                     ex,
                     f"after the {after} of {rid}: filters={dumps(filters)}",
+                    steps=steps,
+                    record_id=rid,
                 ),
             )
 
