@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -599,7 +599,7 @@ def write_fixture_set(
     objects: list[dict[str, Any]],
     users: list[dict[str, Any]],
     keys: list[dict[str, Any]],
-    records: Mapping[str, list[Mapping[str, Any]]],
+    records: Mapping[str, Sequence[Mapping[str, Any]]],
     *,
     record_format: str = "yaml",
     comment: str = "",
