@@ -297,33 +297,7 @@ def anonymise(
     Returns the records, the fields changed, and the fields kept. Raises AnonymiseError for a
     `keep` entry that names no field; ImportError when Faker is not installed.
     """
-    targets: list[tuple[str, str, FieldType, str]] = []  # object id, slug, type, kind
-    keep_set = {k.strip() for k in keep if k.strip()}
-    matched: set[str] = set()
-    kept: list[str] = []
-    for obj in objects:
-        oid, oslug = str(obj["id"]), str(obj.get("slug", ""))
-        for f in obj.get("fields") or []:
-            try:
-                ftype = FieldType(str(f.get("type")))
-            except ValueError:
-                continue
-            slug = str(f["slug"])
-            names = {slug, f"{oslug}.{slug}", f"{oid}.{slug}"} & keep_set
-            if ftype not in ANONYMISED_TYPES:
-                matched |= names
-                continue
-            if names:
-                matched |= names
-                kept.append(f"{oid}.{slug}")
-                continue
-            targets.append((oid, slug, ftype, kind_of(oslug, slug, ftype)))
-    unknown = sorted(keep_set - matched)
-    if unknown:
-        raise AnonymiseError(
-            f"--keep names no field of the pulled objects: {', '.join(unknown)} "
-            "(give a field slug, or object_slug.field_slug)"
-        )
+    targets, kept = plan(objects, keep)
     by_kind: dict[str, list[str]] = defaultdict(list)
     changes: list[FieldChange] = []
     for oid, slug, ftype, kind in targets:
@@ -354,3 +328,38 @@ def anonymise(
             copies.append({**rec, "field_values": values})
         out[oid] = copies
     return out, [c for c in changes if c.values], kept
+
+
+def plan(
+    objects: Sequence[Mapping[str, Any]], keep: Iterable[str] = ()
+) -> tuple[list[tuple[str, str, FieldType, str]], list[str]]:
+    """The fields to anonymise, as `(object id, slug, type, kind)`, and those `keep` names
+    (`object_id.slug`); AnonymiseError when a `keep` entry names no field."""
+    targets: list[tuple[str, str, FieldType, str]] = []
+    keep_set = {k.strip() for k in keep if k.strip()}
+    matched: set[str] = set()
+    kept: list[str] = []
+    for obj in objects:
+        oid, oslug = str(obj["id"]), str(obj.get("slug", ""))
+        for f in obj.get("fields") or []:
+            try:
+                ftype = FieldType(str(f.get("type")))
+            except ValueError:
+                continue
+            slug = str(f["slug"])
+            names = {slug, f"{oslug}.{slug}", f"{oid}.{slug}"} & keep_set
+            if ftype not in ANONYMISED_TYPES:
+                matched |= names
+                continue
+            if names:
+                matched |= names
+                kept.append(f"{oid}.{slug}")
+                continue
+            targets.append((oid, slug, ftype, kind_of(oslug, slug, ftype)))
+    unknown = sorted(keep_set - matched)
+    if unknown:
+        raise AnonymiseError(
+            f"--keep names no field of the pulled objects: {', '.join(unknown)} "
+            "(give a field slug, or object_slug.field_slug)"
+        )
+    return targets, kept

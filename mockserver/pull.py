@@ -17,7 +17,7 @@ import httpx
 
 from .conformance.client import _limits
 from .domain.fixtures import RECORD_FORMATS, FixtureError, load_fixtures, write_fixture_set
-from .domain.schema import FieldType
+from .domain.schema import FieldType, parse_datetime_us
 from .server import DEFAULT_API_KEY
 
 PER_PAGE = 100
@@ -239,6 +239,13 @@ class Puller:
     def run(self) -> PullResult:
         self._start()
         objects = self._schema()
+        if self.o.anonymise:
+            from .anonymise import AnonymiseError, plan
+
+            try:
+                plan(objects, self.o.keep)  # a --keep typo stops the pull before it starts
+            except AnonymiseError as exc:
+                raise PullError(str(exc)) from None
         by_id = {o["id"]: o for o in objects}
         records: dict[str, list[dict[str, Any]]] = {}
         for obj in objects:
@@ -374,28 +381,31 @@ class Puller:
     ) -> None:
         """Fetch, one by one, the records that pulled records reference but the pull left out
         (beyond `--limit`, or of objects not in `--objects`), until every reference holds."""
-        have = {oid: {r["id"] for r in recs} for oid, recs in records.items()}
+        have = {oid: {r["id"] for r in recs} for oid in objects for recs in [records.get(oid, [])]}
+        refs = {
+            oid: [
+                (str(f["slug"]), str((f.get("options") or {}).get("object_id")))
+                for f in obj["fields"]
+                if f.get("type") == "reference"
+            ]
+            for oid, obj in objects.items()
+        }
         todo = [r for recs in records.values() for r in recs]
         fetched = 0
         while todo:
             missing: dict[str, set[str]] = {}
             for rec in todo:
-                for f in objects[rec["object_id"]]["fields"]:
-                    target = str((f.get("options") or {}).get("object_id"))
-                    value = (rec.get("field_values") or {}).get(f["slug"])
-                    if (
-                        f.get("type") == "reference"
-                        and isinstance(value, str)
-                        and value
-                        and value not in have.setdefault(target, set())
-                    ):
+                values = rec.get("field_values") or {}
+                for slug, target in refs.get(rec["object_id"], ()):
+                    value = values.get(slug)
+                    if isinstance(value, str) and value and value not in have.get(target, ()):
                         missing.setdefault(target, set()).add(value)
             todo = []
             for target, ids in sorted(missing.items()):
                 for rid in sorted(ids):
                     rec = self.client.get(f"/api/crm/record/{rid}")
                     records.setdefault(target, []).append(rec)
-                    have[target].add(rid)
+                    have.setdefault(target, set()).add(rid)
                     todo.append(rec)
                     fetched += 1
         if fetched:
@@ -405,8 +415,6 @@ class Puller:
 
 
 def _instant(stamp: str) -> int:
-    from .domain.schema import parse_datetime_us
-
     return parse_datetime_us(stamp) or 0
 
 
