@@ -34,7 +34,16 @@ from .domain.schema import TEXT_MAX_CHARS, FieldType, is_email, is_http_url, is_
 ANONYMISED_TYPES = frozenset(
     {FieldType.TEXT, FieldType.LONG_TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.URL, FieldType.IMAGE}
 )
-INSTALL_HINT = "kantos-mock pull --anonymise needs Faker: pip install 'kantos-mockserver[pull]'"
+INSTALL_HINT = "--anonymise needs Faker: pip install 'kantos-mockserver[pull]'"
+
+
+def faker_available() -> bool:
+    """Whether Faker (the optional `pull` extra) is installed."""
+    try:
+        import faker  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class AnonymiseError(ValueError):

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from .anonymise import INSTALL_HINT
 from .conformance.client import _limits
 from .domain.fixtures import RECORD_FORMATS, FixtureError, load_fixtures, write_fixture_set
 from .domain.schema import FieldType, parse_datetime_us
@@ -542,10 +543,10 @@ def run_from_args(ns: argparse.Namespace) -> int:
     if (ns.keep or ns.seed is not None) and not ns.anonymise:
         return err("--keep and --seed go with --anonymise")
     if ns.anonymise:
-        try:
-            import faker  # noqa: F401
-        except ImportError:
-            return err("--anonymise needs Faker: pip install 'kantos-mockserver[pull]'")
+        from .anonymise import INSTALL_HINT, faker_available
+
+        if not faker_available():
+            return err(INSTALL_HINT)
     options = PullOptions(
         base_url=ns.base_url,
         api_key=ns.api_key,
@@ -594,8 +595,10 @@ def pull(
     except KeyboardInterrupt:
         say("interrupted: run the same command with --resume to go on from where it stopped")
         return EXIT_INTERRUPTED
-    except ImportError:
-        say("--anonymise needs Faker: pip install 'kantos-mockserver[pull]'")
+    except ImportError as exc:
+        if getattr(exc, "name", None) != "faker":
+            raise
+        say(INSTALL_HINT)
         return EXIT_USAGE
     finally:
         client.close()
