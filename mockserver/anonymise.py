@@ -175,13 +175,25 @@ class Anonymiser:
         digest = hashlib.blake2b(f"{self.seed}\0{kind}\0{key}".encode(), digest_size=8).digest()
         self.faker.seed_instance(int.from_bytes(digest, "big"))
         taken = self.taken[kind]
-        for attempt in range(50):
+        for attempt in range(20):
             candidate = _GENERATORS[kind](self.faker, sample, attempt)
-            low = candidate.lower()
-            if low not in taken and low not in self.originals and _valid(kind, candidate):
-                taken.add(low)
+            if self._free(kind, candidate):
                 return candidate
-        raise AssertionError(f"no fake found for a {kind} value in 50 draws")  # pragma: no cover
+        # The generator keeps repeating itself (a kind with more distinct values than it has
+        # fakes, such as one-word texts): number its fakes, which always ends.
+        n = len(taken)
+        while True:
+            n += 1
+            candidate = _numbered_fake(kind, _GENERATORS[kind](self.faker, sample, 0), n)
+            if self._free(kind, candidate):
+                return candidate
+
+    def _free(self, kind: str, candidate: str) -> bool:
+        low = candidate.lower()
+        if low in self.taken[kind] or low in self.originals or not _valid(kind, candidate):
+            return False
+        self.taken[kind].add(low)
+        return True
 
 
 def _valid(kind: str, value: str) -> bool:
@@ -223,6 +235,20 @@ def _case_variant(fake: str, n: int) -> str:
         else:
             out.append(c)
     return "".join(out) + ("" if not n else f" {n}")
+
+
+def _numbered_fake(kind: str, fake: str, n: int) -> str:
+    """A fake made distinct by a number, within its kind's rules."""
+    if kind == "email":
+        user, _, domain = fake.partition("@")
+        return f"{user}{n}@{domain}"
+    if kind == "phone":
+        return fake  # a new draw of digits; the loop goes on until one is free
+    if kind in ("url", "image"):
+        return f"{fake}?n={n}"
+    suffix = f" {n}"
+    limit = TEXT_MAX_CHARS if kind != "paragraphs" else len(fake) + len(suffix)
+    return fake[: limit - len(suffix)] + suffix
 
 
 def _numbered(value: str, attempt: int) -> str:

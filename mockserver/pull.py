@@ -225,6 +225,8 @@ class Puller:
             done = sum(o["count"] for o in self.state["progress"].values())
             self.progress(f"resuming: {done} record(s) already pulled")
             return
+        if self.o.resume:
+            self.progress(f"--resume: no interrupted pull in {out}; starting from the beginning")
         if self.checkpoint.exists():
             shutil.rmtree(self.checkpoint)
         self.checkpoint.mkdir(parents=True)
@@ -341,7 +343,11 @@ class Puller:
         progress = self.state["progress"].setdefault(oid, {"next_page": 1, "count": 0, "done": False})
         path = self.checkpoint / f"{_safe(oid)}.jsonl"
         pulled = _read_jsonl(path)
-        del pulled[progress["count"] :]  # lines written after the last checkpoint
+        if len(pulled) != progress["count"]:  # lines written after the last checkpoint go
+            del pulled[progress["count"] :]
+            path.write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pulled), encoding="utf-8"
+            )
         seen = {r["id"] for r in pulled}
         limit = self.o.limit
         started = shown = time.monotonic()
@@ -391,13 +397,13 @@ class Puller:
             ]
             for oid, obj in objects.items()
         }
-        todo = [r for recs in records.values() for r in recs]
+        todo = [(oid, r) for oid, recs in records.items() for r in recs]
         fetched = 0
         while todo:
             missing: dict[str, set[str]] = {}
-            for rec in todo:
+            for oid, rec in todo:
                 values = rec.get("field_values") or {}
-                for slug, target in refs.get(rec["object_id"], ()):
+                for slug, target in refs.get(oid, ()):
                     value = values.get(slug)
                     if isinstance(value, str) and value and value not in have.get(target, ()):
                         missing.setdefault(target, set()).add(value)
@@ -407,7 +413,7 @@ class Puller:
                     rec = self.client.get(f"/api/crm/record/{rid}")
                     records.setdefault(target, []).append(rec)
                     have.setdefault(target, set()).add(rid)
-                    todo.append(rec)
+                    todo.append((target, rec))
                     fetched += 1
         if fetched:
             self.progress(f"references: {fetched} more record(s) fetched so that every reference holds")

@@ -453,6 +453,10 @@ def test_an_interrupted_pull_resumes_where_it_stopped(bundled: MockServer, tmp_p
     options = PullOptions(bundled.url, bundled.api_key, out, max_wait=60)
     assert pull(options, sleep=lambda s: None) == EXIT_INTERRUPTED
     assert (out / ".pull" / "state.json").is_file()
+    # What an interruption between writing a page and its checkpoint leaves: lines past the
+    # checkpoint, the last one cut short.
+    with (out / ".pull" / "obj_contacts.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write('{"id": "rec_extra", "object_id": "obj_contacts", "field_values": {}}\n{"id": "rec_cut')
     bundled.set_key(bundled.api_key, per_day=1000)
     bundled.clear_requests()
     options.resume = True
