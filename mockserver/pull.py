@@ -88,6 +88,8 @@ class SourceClient:
                 response = self._http.get(path, params=params)
             except httpx.TransportError as exc:
                 failures += 1
+                if not self.stats.requests:  # never reached: a wrong URL, not a lost connection
+                    raise PullError(f"cannot reach {self.base_url}: {exc}") from exc
                 if failures > 3:
                     raise PullError(f"{self.base_url}{path}: no answer ({exc})", resumable=True) from exc
                 self._wait(2.0**failures, f"no answer ({type(exc).__name__}); trying again")
@@ -229,10 +231,10 @@ class Puller:
             self.progress(f"--resume: no interrupted pull in {out}; starting from the beginning")
         if self.checkpoint.exists():
             shutil.rmtree(self.checkpoint)
-        self.checkpoint.mkdir(parents=True)
         self.state = {"version": CHECKPOINT_VERSION, "base_url": self.client.base_url, "progress": {}}
 
     def _save(self) -> None:
+        self.checkpoint.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint / "state.json.tmp"
         tmp.write_text(json.dumps(self.state), encoding="utf-8")
         os.replace(tmp, self.checkpoint / "state.json")

@@ -531,3 +531,16 @@ def test_the_readme_examples_run(bundled: MockServer, tmp_path: Path) -> None:
         ["bash", "-c", commands[1].replace("fixtures-anon", "again")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     ).stderr  # fmt: skip
+
+
+def test_an_unreachable_source_fails_at_once_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    slept: list[float] = []
+    options = PullOptions("http://kantos.test", "k", tmp_path / "x")
+    assert pull(options, transport=httpx.MockTransport(refuse), sleep=slept.append) == 1
+    assert "cannot reach http://kantos.test" in capsys.readouterr().err
+    assert not slept and not (tmp_path / "x").exists()
