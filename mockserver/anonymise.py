@@ -175,7 +175,7 @@ class Anonymiser:
         digest = hashlib.blake2b(f"{self.seed}\0{kind}\0{key}".encode(), digest_size=8).digest()
         self.faker.seed_instance(int.from_bytes(digest, "big"))
         taken = self.taken[kind]
-        for attempt in range(20):
+        for attempt in range(8):
             candidate = _GENERATORS[kind](self.faker, sample, attempt)
             if self._free(kind, candidate):
                 return candidate
@@ -256,6 +256,18 @@ def _numbered(value: str, attempt: int) -> str:
 
 
 def _sentence(faker: Any, sample: str, attempt: int) -> str:
+    if any(c.isdigit() for c in sample) and len(sample.split()) <= 3:
+        # A code or a reference number ("C-00042", "INV 2024/17"): the same shape, new characters.
+        return "".join(
+            str(faker.random_digit())
+            if c.isdigit()
+            else (
+                str(faker.random_uppercase_letter()) if c.isupper() else str(faker.random_lowercase_letter())
+            )
+            if c.isascii() and c.isalpha()
+            else c
+            for c in sample
+        )
     words = max(1, min(len(sample.split()), 30))
     text = str(faker.sentence(nb_words=words, variable_nb_words=False))
     if not sample.endswith("."):

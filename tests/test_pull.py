@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import subprocess
@@ -19,6 +20,7 @@ from mockserver import MockServer, create_app
 from mockserver.anonymise import ANONYMISED_TYPES
 from mockserver.conformance.battery import Battery
 from mockserver.conformance.oracle import Oracle, object_def, record
+from mockserver.domain.backend import FixtureSet
 from mockserver.domain.fixtures import load_fixtures
 from mockserver.domain.schema import FieldType
 from mockserver.pull import EXIT_INTERRUPTED, EXIT_OK, PullOptions, pull
@@ -165,6 +167,12 @@ def source(source_dir: Path) -> Iterator[MockServer]:
         yield mock
 
 
+@functools.cache
+def _loaded(directory: Path) -> FixtureSet:
+    """A fixture folder the tests only read, loaded once."""
+    return load_fixtures(directory)
+
+
 def _serve(directory: Path) -> MockServer:
     """A mock on `directory` without the response self-check: these tests compare hundreds of
     pages of 100 records between two mocks, and validating each against the spec took 20 s of
@@ -280,7 +288,8 @@ def test_pull_refuses_a_folder_that_is_not_a_fixture_set(source: MockServer, tmp
 @pytest.fixture(scope="module")
 def anonymised(source: MockServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("anon") / "a"
-    assert _pull(source, out, anonymise=True, seed=42) == EXIT_OK
+    # CSV: YAML files of 1,100 records take seconds to write and read back, CSV a fraction.
+    assert _pull(source, out, anonymise=True, seed=42, record_format="csv") == EXIT_OK
     return out
 
 
@@ -293,14 +302,14 @@ def _values_by_field(records: list[Any]) -> dict[tuple[str, str], dict[str, Any]
 
 
 def _anonymised_fields(source_dir: Path) -> dict[tuple[str, str], FieldType]:
-    fs = load_fixtures(source_dir)
+    fs = _loaded(source_dir)
     return {(o.id, f.slug): f.type for o in fs.objects for f in o.fields if f.type in ANONYMISED_TYPES}
 
 
 def test_anonymising_leaves_no_original_value(source_dir: Path, anonymised: Path) -> None:
     fields = _anonymised_fields(source_dir)
-    before = _values_by_field(load_fixtures(source_dir).records)
-    after = _values_by_field(load_fixtures(anonymised).records)
+    before = _values_by_field(_loaded(source_dir).records)
+    after = _values_by_field(_loaded(anonymised).records)
     originals = {str(v).lower() for key in fields for v in before[key].values()}
     for key in fields:
         assert before[key].keys() == after[key].keys(), f"{key}: empty values must stay empty"
@@ -313,8 +322,8 @@ def test_anonymising_leaves_no_original_value(source_dir: Path, anonymised: Path
 
 def test_anonymising_changes_nothing_else(source_dir: Path, anonymised: Path) -> None:
     fields = _anonymised_fields(source_dir)
-    src = {r.id: r for r in load_fixtures(source_dir).records}
-    out = {r.id: r for r in load_fixtures(anonymised).records}
+    src = {r.id: r for r in _loaded(source_dir).records}
+    out = {r.id: r for r in _loaded(anonymised).records}
     assert src.keys() == out.keys()
     for rid, r in src.items():
         o = out[rid]
@@ -327,8 +336,8 @@ def test_anonymising_keeps_equal_values_equal_and_unique_values_unique(
     source_dir: Path, anonymised: Path
 ) -> None:
     fields = _anonymised_fields(source_dir)
-    before = _values_by_field(load_fixtures(source_dir).records)
-    after = _values_by_field(load_fixtures(anonymised).records)
+    before = _values_by_field(_loaded(source_dir).records)
+    after = _values_by_field(_loaded(anonymised).records)
 
     def partition(values: dict[str, Any], fold: bool) -> set[frozenset[str]]:
         groups: dict[str, set[str]] = defaultdict(set)
@@ -345,7 +354,7 @@ def test_anonymising_keeps_equal_values_equal_and_unique_values_unique(
     assert len(partition(before[("obj_people", "nickname")], False)) > len(
         partition(before[("obj_people", "nickname")], True)
     )
-    for obj in load_fixtures(anonymised).objects:
+    for obj in _loaded(anonymised).objects:
         for f in obj.fields:
             if f.unique:
                 values = list(after[(obj.id, f.slug)].values())
@@ -385,7 +394,7 @@ def test_anonymising_twice_with_one_seed_gives_identical_files(
     source: MockServer, anonymised: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     again = tmp_path / "b"
-    assert _pull(source, again, anonymise=True, seed=42) == EXIT_OK
+    assert _pull(source, again, anonymise=True, seed=42, record_format="csv") == EXIT_OK
     err = capsys.readouterr().err
     files = sorted(p.relative_to(anonymised) for p in anonymised.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
@@ -394,16 +403,15 @@ def test_anonymising_twice_with_one_seed_gives_identical_files(
     for key in _anonymised_fields(again):
         assert f"{key[0]}.{key[1]} (" in err, f"the summary does not list {key}"
     other = tmp_path / "c"
-    assert _pull(source, other, anonymise=True, seed=43) == EXIT_OK
-    assert (other / "records" / "people.yaml").read_bytes() != (
-        again / "records" / "people.yaml"
-    ).read_bytes()
+    assert _pull(source, other, anonymise=True, seed=43, record_format="csv") == EXIT_OK
+    assert (other / "records" / "people.csv").read_bytes() != (again / "records" / "people.csv").read_bytes()
 
 
 def test_keep_leaves_a_field_as_it_is(source: MockServer, source_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "k"
-    assert _pull(source, out, anonymise=True, seed=1, keep=["people.nickname", "website"]) == EXIT_OK
-    before = _values_by_field(load_fixtures(source_dir).records)
+    keep = ["people.nickname", "website"]
+    assert _pull(source, out, anonymise=True, seed=1, keep=keep, record_format="csv") == EXIT_OK
+    before = _values_by_field(_loaded(source_dir).records)
     after = _values_by_field(load_fixtures(out).records)
     assert after[("obj_people", "nickname")] == before[("obj_people", "nickname")]
     assert after[("obj_orgs", "website")] == before[("obj_orgs", "website")]
