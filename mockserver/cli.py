@@ -1,4 +1,4 @@
-"""The `kantos-mock` command line: serve, check-fixtures."""
+"""The `kantos-mock` command line: serve, check-fixtures, conformance, pull."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def _parser() -> argparse.ArgumentParser:
         help="check a running Kantos-compatible server against the contract; exit 0 only when it conforms",
     )
     add_conformance_arguments(conformance)
+    pull = sub.add_parser(
+        "pull",
+        help="copy a live Kantos-compatible server's objects, fields and records into a fixture folder",
+    )
+    from .pull import add_arguments as add_pull_arguments
+
+    add_pull_arguments(pull)
     return parser
 
 
@@ -67,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_from_args(ns)
     if ns.command == "serve":
         return _serve(ns)
+    if ns.command == "pull":
+        from .pull import run_from_args as run_pull
+
+        return run_pull(ns)
     _parser().print_help()
     return 2
 

@@ -165,6 +165,14 @@ def test_only_entry_points_import_uvicorn(module: Module) -> None:
     assert not any(top(i) == "uvicorn" for i in imports_of(module)), module.name
 
 
+@pytest.mark.parametrize("module", module_params())
+def test_only_the_anonymiser_imports_faker(module: Module) -> None:
+    # Faker is an optional extra (`pull`): nothing else may need it to import.
+    if module.name == "mockserver.anonymise":
+        return
+    assert not any(top(i) == "faker" for i in imports_of(module)), module.name
+
+
 def test_no_lower_layer_imports_an_entry_point() -> None:
     entry = {m.name for m in by_layer("entry")} - {"mockserver"}
     for module in MODULES:

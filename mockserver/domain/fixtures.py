@@ -5,11 +5,16 @@ Layout (YAML or JSON; `.yaml`, `.yml` or `.json`):
     users.yaml            users: [{id, name, email, admin?}]
     api_keys.yaml         keys: [{key, name?, type, user, plan, per_minute?, per_day?}]
     records/<slug>.yaml   records: [{id, created_at, updated_at?, created_by, field_values}]
+    records/<slug>.csv    a header of field slugs (and id, created_at, updated_at, created_by),
+                          then one record a row; problems are named by row and column
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,10 +24,12 @@ import yaml
 
 from .auth import KEY_TYPES, PLANS, ApiKey, User
 from .backend import FixtureSet
+from .clock import format_timestamp
 from .records import Record
 from .schema import (
     EMPTY,
     NOT_UNIQUE_TYPES,
+    NUMERIC_TYPES,
     RESERVED_SLUGS,
     FieldDef,
     FieldType,
@@ -86,6 +93,22 @@ class _Loader:
             self.fail("", f"missing: add {stem}.yaml (or .json) with a top-level {top!r} list")
         return []
 
+    def _read_csv(
+        self, path: Path, obj: ObjectDef, users: dict[str, User]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """A records CSV as `(row N, item)` pairs in the YAML form; cell problems are recorded."""
+        self.file = str(path.relative_to(self.root))
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.fail("", f"cannot be read as UTF-8: {exc}")
+            return []
+        admins = [u.id for u in users.values() if u.admin]
+        rows, problems = read_records_csv(text, obj, next(iter(admins or list(users)), None))
+        for where, message in problems:
+            self.fail(where, message)
+        return rows
+
     def _read_file(self, path: Path, top: str) -> list[Any]:
         self.file = str(path.relative_to(self.root))
         try:
@@ -103,14 +126,22 @@ class _Loader:
                 self.fail(f"{top}[{i}]", "expected a mapping")
         return [item if isinstance(item, dict) else {} for item in items]
 
+    @staticmethod
+    def _at(path: str, key: str, value: bool = False) -> str:
+        """Where `key` of the item at `path` is: `records[3].field_values.email`, or for a CSV row
+        `row 4, column email`."""
+        if path.startswith(CSV_ROW):
+            return f"{path}, column {key}"
+        return f"{path}.field_values.{key}" if value else f"{path}.{key}"
+
     def _str(self, item: dict[str, Any], key: str, path: str, required: bool = True) -> str | None:
         value = item.get(key)
         if value is None:
             if required:
-                self.fail(f"{path}.{key}", "is required")
+                self.fail(self._at(path, key), "is required")
             return None
         if not isinstance(value, str) or not value:
-            self.fail(f"{path}.{key}", f"expected a non-empty string, got {value!r}")
+            self.fail(self._at(path, key), f"expected a non-empty string, got {value!r}")
             return None
         return value
 
@@ -273,25 +304,29 @@ class _Loader:
         seen: dict[str, str] = {}  # id -> object id, for references and duplicates
         folder = self.root / "records"
         files = (
-            sorted(p for p in folder.glob("*") if p.suffix in (".yaml", ".yml", ".json"))
+            sorted(p for p in folder.glob("*") if p.suffix in (".yaml", ".yml", ".json", ".csv"))
             if folder.is_dir()
             else []
         )
         for path in files:
-            items = self._read_file(path, "records")
             obj = by_slug.get(path.stem)
+            if path.suffix == ".csv":
+                rows = self._read_csv(path, obj, users) if obj is not None else []
+            else:
+                rows = [(f"records[{i}]", item) for i, item in enumerate(self._read_file(path, "records"))]
             if obj is None:
+                self.file = str(path.relative_to(self.root))
                 self.fail("", f"no object with slug {path.stem!r} in objects.yaml")
                 continue
-            for i, item in enumerate(items):
-                rid = self._str(item, "id", f"records[{i}]")
+            for where, item in rows:
+                rid = self._str(item, "id", where)
                 if rid is None:
                     continue
                 if rid in seen:
-                    self.fail(f"records[{i}].id", f"duplicate record id {rid!r}")
+                    self.fail(self._at(where, "id"), f"duplicate record id {rid!r}")
                     continue
                 seen[rid] = obj.id
-                loaded.append((self.file, f"records[{i}]", obj, item))
+                loaded.append((self.file, where, obj, item))
         return self._check_records(loaded, users, seen)
 
     def _check_records(
@@ -333,16 +368,16 @@ class _Loader:
             raw = item.get(key, item.get("created_at") if key == "updated_at" else None)
             us = parse_datetime_us(raw) if isinstance(raw, str) else None
             if us is None:
-                self.fail(f"{path}.{key}", f"expected a datetime like 2024-01-15T10:30:00Z, got {raw!r}")
+                self.fail(self._at(path, key), f"expected a datetime like 2024-01-15T10:30:00Z, got {raw!r}")
                 ok = False
             else:
                 stamps[key] = us
         if ok and stamps["updated_at"] < stamps["created_at"]:
-            self.fail(f"{path}.updated_at", "is before created_at")
+            self.fail(self._at(path, "updated_at"), "is before created_at")
             ok = False
         created_by = self._str(item, "created_by", path)
         if created_by is not None and created_by not in users:
-            self.fail(f"{path}.created_by", f"unknown user {created_by!r}")
+            self.fail(self._at(path, "created_by"), f"unknown user {created_by!r}")
             ok = False
         raw_values = item.get("field_values", {})
         if not isinstance(raw_values, dict):
@@ -352,12 +387,12 @@ class _Loader:
         for slug, raw in raw_values.items():
             f = obj.by_slug.get(slug)
             if f is None:
-                self.fail(f"{path}.field_values.{slug}", f"unknown field of {obj.id}")
+                self.fail(self._at(path, slug, value=True), f"unknown field of {obj.id}")
                 ok = False
                 continue
             value, message = check_value(f, raw, record_exists, user_exists)
             if message:
-                self.fail(f"{path}.field_values.{slug}", message)
+                self.fail(self._at(path, slug, value=True), message)
                 ok = False
             elif value is not EMPTY:
                 values[slug] = value
@@ -365,15 +400,243 @@ class _Loader:
                     ukey = (obj.id, slug, value.lower() if f.type == FieldType.EMAIL else value)
                     if ukey in unique:
                         self.fail(
-                            f"{path}.field_values.{slug}",
+                            self._at(path, slug, value=True),
                             f"{value!r} is unique but also used by {unique[ukey]}",
                         )
                         ok = False
                     unique[ukey] = str(item.get("id"))
         for f in obj.fields:
             if f.required and f.slug not in values and f.slug not in raw_values:
-                self.fail(f"{path}.field_values.{f.slug}", "is required")
+                self.fail(self._at(path, f.slug, value=True), "is required")
                 ok = False
         if not ok or created_by is None:
             return None
         return Record(str(item["id"]), obj.id, values, stamps["created_at"], stamps["updated_at"], created_by)
+
+
+# --- CSV record files ---------------------------------------------------------------------------
+# One module reads and writes them, so the loader, `pull --format csv` and the control API's CSV
+# export cannot drift apart.
+
+#: How a CSV location starts: `row 4, column email` (the header is row 1, as a spreadsheet shows it).
+CSV_ROW = "row "
+#: Columns a records CSV may have besides the field slugs.
+CSV_SYSTEM_COLUMNS = ("id", "created_at", "updated_at", "created_by")
+#: Without a `created_at` column, row N was created N-2 seconds after this, so the file's order is
+#: the records' default order.
+CSV_EPOCH_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
+_CSV_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_CSV_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def read_records_csv(
+    text: str, obj: ObjectDef, default_user: str | None
+) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, str]]]:
+    """The rows of a records CSV (already decoded, BOM removed) as record items in the YAML form,
+    each with its location (`row N`), and the problems as `(location, message)`.
+
+    Cells are read by the field's type: an empty cell is empty; numbers use `.` as the decimal
+    point; booleans are `true`/`false`; multi_select is `a;b` or a JSON array. Without an `id`
+    column row N gets `rec_<slug>_<N-1>`; without `created_by`, `default_user`.
+    """
+    problems: list[tuple[str, str]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        return [], [(f"{CSV_ROW}1", f"is not valid CSV: {exc}")]
+    if not header or header == [""]:
+        return [], [(f"{CSV_ROW}1", "expected a header of field slugs (and id, created_at, ...)")]
+    columns: list[tuple[str, FieldDef | None]] = []
+    for name in header:
+        where = f"{CSV_ROW}1, column {name}"
+        if name in CSV_SYSTEM_COLUMNS:
+            columns.append((name, None))
+        elif name in obj.by_slug:
+            columns.append((name, obj.by_slug[name]))
+        else:
+            problems.append(
+                (
+                    where,
+                    f"unknown column: expected a field slug of {obj.id} or one of {list(CSV_SYSTEM_COLUMNS)}",
+                )
+            )
+            continue
+        if [c for c, _ in columns].count(name) > 1:
+            problems.append((where, "appears twice in the header"))
+    if problems:
+        return [], problems
+    rows: list[tuple[str, dict[str, Any]]] = []
+    row = 1
+    try:
+        for cells in reader:
+            row += 1
+            if not cells:  # a blank line
+                continue
+            where = f"{CSV_ROW}{row}"
+            if len(cells) != len(columns):
+                problems.append((where, f"has {len(cells)} cells, the header {len(columns)}"))
+                continue
+            item: dict[str, Any] = {
+                "id": f"rec_{obj.slug}_{row - 1}",
+                "created_at": format_timestamp(CSV_EPOCH_US + (row - 2) * 1_000_000),
+            }
+            if default_user is not None:
+                item["created_by"] = default_user
+            values: dict[str, Any] = {}
+            for (name, f), cell in zip(columns, cells, strict=True):
+                if f is None:
+                    if cell:
+                        item[name] = cell
+                    continue
+                value, message = csv_cell_value(f, cell)
+                if message is not None:
+                    problems.append((f"{where}, column {name}", message))
+                elif value is not None:
+                    values[name] = value
+            item["field_values"] = values
+            rows.append((where, item))
+    except csv.Error as exc:
+        problems.append((f"{CSV_ROW}{row + 1}", f"is not valid CSV: {exc}"))
+    return rows, problems
+
+
+def csv_cell_value(f: FieldDef, cell: str) -> tuple[Any, str | None]:
+    """A cell as the JSON value of its field's type (None: empty), or (None, message). Only the
+    cell's form is checked here; the value itself is checked like any fixture value."""
+    if cell == "":
+        return None, None
+    if f.type in NUMERIC_TYPES:
+        if not _CSV_NUMBER.fullmatch(cell):
+            return None, f"expected a number with '.' as the decimal point (such as 1234.5), got {cell!r}"
+        return (int(cell) if _CSV_INTEGER.fullmatch(cell) else float(cell)), None
+    if f.type is FieldType.BOOLEAN:
+        low = cell.strip().lower()
+        if low not in ("true", "false"):
+            return None, f"expected true or false, got {cell!r}"
+        return low == "true", None
+    if f.type is FieldType.MULTI_SELECT:
+        if cell.lstrip().startswith("["):
+            try:
+                items = orjson.loads(cell)
+            except orjson.JSONDecodeError:
+                items = None
+            if not isinstance(items, list):
+                return None, f"expected options separated by ';' or a JSON array, got {cell!r}"
+            return items, None
+        return [part.strip() for part in cell.split(";")], None
+    return cell, None
+
+
+def records_csv(obj: ObjectDef, records: Iterable[Mapping[str, Any]]) -> str:
+    """Records (in their JSON form: `id`, `created_at`, `updated_at`, `created_by`, `field_values`)
+    as a records CSV that `read_records_csv` reads back to the same values."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*CSV_SYSTEM_COLUMNS, *(f.slug for f in obj.fields)])
+    for rec in records:
+        values = rec.get("field_values") or {}
+        writer.writerow(
+            [
+                *(str(rec.get(c) or "") for c in CSV_SYSTEM_COLUMNS),
+                *(csv_cell(f, values.get(f.slug)) for f in obj.fields),
+            ]
+        )
+    return out.getvalue()
+
+
+def csv_cell(f: FieldDef, value: Any) -> str:
+    """A value as `csv_cell_value` reads it back."""
+    if value is None or value == [] or value == "":
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        plain = all(isinstance(v, str) and v and ";" not in v and v == v.strip() for v in value) and not str(
+            value[0]
+        ).startswith("[")
+        return ";".join(value) if plain else orjson.dumps(value).decode()
+    return str(value)
+
+
+# --- writing a fixture set ----------------------------------------------------------------------
+
+#: libyaml's safe dumper when PyYAML was built with it, else PyYAML's.
+YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+#: The file formats a fixture set's records may be written in.
+RECORD_FORMATS = ("yaml", "csv")
+
+
+def dump_yaml(data: Any, comment: str = "") -> str:
+    """YAML as the fixture files are written: keys in the given order, Unicode as it is."""
+    text = yaml.dump(
+        data,
+        Dumper=YAML_DUMPER,
+        sort_keys=False,
+        allow_unicode=True,
+        width=1_000_000,
+        default_flow_style=False,
+    )
+    head = "".join(f"# {line}\n" if line else "#\n" for line in comment.splitlines())
+    return head + text
+
+
+def fixture_record(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's JSON (as the API serves it) in the form of `records/<slug>.yaml`."""
+    return {
+        "id": rec["id"],
+        "created_at": rec["created_at"],
+        "updated_at": rec.get("updated_at", rec["created_at"]),
+        "created_by": rec["created_by"],
+        "field_values": {k: v for k, v in (rec.get("field_values") or {}).items() if v not in (None, "", [])},
+    }
+
+
+def write_fixture_set(
+    directory: str | Path,
+    objects: list[dict[str, Any]],
+    users: list[dict[str, Any]],
+    keys: list[dict[str, Any]],
+    records: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    record_format: str = "yaml",
+    comment: str = "",
+) -> list[Path]:
+    """Write a fixture folder: `objects` as `objects.yaml` holds them, `records` by object id in
+    their JSON form, as `records/<slug>.yaml` or `.csv`. Record files of other slugs or formats
+    already there are removed, so the folder holds one fixture set. Returns the files written."""
+    if record_format not in RECORD_FORMATS:
+        raise ValueError(f"record_format: expected one of {list(RECORD_FORMATS)}, got {record_format!r}")
+    root = Path(directory)
+    folder = root / "records"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*"):
+        if old.suffix in (".yaml", ".yml", ".json", ".csv", ".jsonl") and old.is_file():
+            old.unlink()
+    written = []
+    for name, top, items in (
+        ("objects", "objects", objects),
+        ("users", "users", users),
+        ("api_keys", "keys", keys),
+    ):
+        path = root / f"{name}.yaml"
+        path.write_text(dump_yaml({top: items}, comment), encoding="utf-8")
+        written.append(path)
+    loader = _Loader(root)
+    defs = loader._objects()  # the schema just written, to read each field's type
+    if loader.problems:
+        raise FixtureError(loader.problems)
+    for oid, recs in records.items():
+        obj = defs[oid]
+        if record_format == "csv":
+            path = folder / f"{obj.slug}.csv"
+            path.write_text(records_csv(obj, recs), encoding="utf-8", newline="")
+        else:
+            path = folder / f"{obj.slug}.yaml"
+            path.write_text(
+                dump_yaml({"records": [fixture_record(r) for r in recs]}, comment), encoding="utf-8"
+            )
+        written.append(path)
+    return written

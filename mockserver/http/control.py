@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from ..domain.clock import Clock, format_timestamp, from_us
 from ..domain.errors import BadRequest, MethodNotAllowed, NotFound
+from ..domain.fixtures import records_csv
 from ..domain.schema import parse_instant_operand
 from ..domain.state import MAX_US, MIN_US, export_state, import_state
 from ..spec import Operation, Spec
@@ -79,6 +80,24 @@ def _import(tenant: Tenant, body: Any) -> tuple[int, Any]:
     return 200, {"objects": objects, "records": records}
 
 
+class CsvText(str):
+    """A handler's payload that is sent as `text/csv`, not encoded as JSON."""
+
+
+def _export(tenant: Tenant, query: dict[str, Any]) -> tuple[int, Any]:
+    object_id = query.get("object_id")
+    if query.get("format", "json") == "json":
+        if object_id is not None:
+            raise BadRequest.param("object_id", "goes with format=csv (the JSON export holds every object)")
+        return 200, export_state(tenant.backend)
+    if object_id is None:
+        raise BadRequest.param("object_id", "format=csv exports one object's records: add object_id")
+    backend = tenant.backend
+    obj = backend.get_object(object_id)
+    records = sorted(backend.stores[obj.id].records.values(), key=lambda r: (r.created_at, r.id))
+    return 200, CsvText(records_csv(obj, (r.to_json() for r in records)))
+
+
 def _cleared(clear: Callable[[], None]) -> tuple[int, None]:
     clear()
     return 204, None
@@ -117,7 +136,7 @@ HANDLERS: dict[str, Handler] = {
         {"data": t.journal.entries(q.get("method"), q.get("path"))},
     ),
     "clearRequests": lambda reg, t, path, q, body: _cleared(t.journal.clear),
-    "exportState": lambda reg, t, path, q, body: (200, export_state(t.backend)),
+    "exportState": lambda reg, t, path, q, body: _export(t, q),
     "importState": lambda reg, t, path, q, body: _import(t, body),
     "listFaults": lambda reg, t, path, q, body: (200, {"data": [r.to_json() for r in t.faults.rules()]}),
     "addFault": lambda reg, t, path, q, body: (201, t.faults.add(body).to_json()),
@@ -201,6 +220,8 @@ def _endpoint(registry: TenantRegistry, ops: dict[str, Operation]) -> Callable[[
         status, payload = HANDLERS[op.operation_id](registry, tenant, request.path_params, query, body)
         if status == 204:
             return Response(status_code=204)
+        if isinstance(payload, CsvText):
+            return Response(payload, media_type="text/csv; charset=utf-8")
         return json_response(payload, status)
 
     return endpoint
