@@ -274,11 +274,25 @@ class Battery:
         return [Probe({slug: c}, "filters.multi-select", title, "", [slug]) for c in conds]
 
     def _date_operands(self, slug: str, values: list[Any]) -> list[Probe]:
-        """Date operands on an instant mean midnight UTC; offset operands name their instant."""
+        """Date operands on an instant mean midnight UTC; offset operands name their instant.
+
+        The days chosen are the UTC midnights nearest to stored values, just before and just after
+        one: a server that reads the day in another zone then lands on the wrong side of them."""
         title = "a date operand on a datetime means that day's midnight UTC"
+        day_us = 86_400_000_000
+        before: list[tuple[int, int]] = []  # (distance to the next midnight, that midnight)
+        after: list[tuple[int, int]] = []  # (distance from the last midnight, that midnight)
+        for v in values:
+            us = parse_datetime_us(v) if isinstance(v, str) else None
+            if us is not None:
+                since = us % day_us
+                after.append((since, us - since))
+                before.append((day_us - since, us - since + day_us))
+        take = 1 if self.quick else 2
+        midnights = sorted({m for _, m in sorted(before)[:take]} | {m for _, m in sorted(after)[:take]})
         out = []
-        days = sorted({v[:10] for v in values if isinstance(v, str) and len(v) >= 10})
-        for day in days[:1] if self.quick else days[:2] + days[-1:]:
+        for midnight in midnights:
+            day = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=midnight)).strftime("%Y-%m-%d")
             out += [
                 Probe({slug: {"$lt": day}}, "filters.date-operand", title, "", [slug]),
                 Probe({slug: {"$gte": day}}, "filters.date-operand", title, "", [slug]),
