@@ -6,18 +6,26 @@ from collections.abc import Callable
 
 from .errorcases import ErrorChecks
 from .queries import QueryChecks
+from .ratelimits import RateLimitChecks
 from .records import RecordChecks
+from .webhooks import WebhookChecks
 
 
-class Behaviour(QueryChecks, RecordChecks, ErrorChecks):
+class Behaviour(QueryChecks, RecordChecks, ErrorChecks, WebhookChecks, RateLimitChecks):
     """Every behaviour check, run in order on one prepared scratch area."""
 
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         """(phase name, step) in the order they run; the report times each phase."""
-        return [
+        steps = [
             ("filters", self.run_filters),
             ("sorting", self.run_sorting),
             ("paging", self.run_paging),
             ("records", self.run_records),
             ("errors", self.run_errors),
         ]
+        # Last: both move the mock's clock, and the limited key's 429s must not slow the rest.
+        if self.options.webhooks or self.options.webhook_retries:
+            steps.append(("webhooks", self.run_webhooks))
+        if self.options.limited_key:
+            steps.append(("rate-limits", self.run_rate_limits))
+        return steps
