@@ -29,7 +29,7 @@ BODY_KEYS = ("event", "timestamp", "data", "signature")
 SECRET_VARIABLE = "KANTOS_WEBHOOK_SECRET"
 PATH = "/kantos-webhooks"
 #: Seconds to wait for deliveries: the mock sends at once; a real server may queue them.
-WAIT_MOCK, WAIT_SERVER = 5.0, 20.0
+WAIT_MOCK, WAIT_SERVER = 3.0, 20.0
 #: The first retry comes a minute after a failure [docs]: moved on the mock's clock, else waited for.
 RETRY_AFTER, RETRY_WAIT = 61.0, 75.0
 MAX_BODY = 16 * 1024 * 1024
