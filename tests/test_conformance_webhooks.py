@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +193,27 @@ def test_the_kit_signs_as_the_docs_show() -> None:
     payload = {"event": "record.created", "timestamp": "2024-01-15T10:30:00Z", "data": {"name": "Zoë"}}
     assert signature_of({**payload, "signature": "x"}, "s3cret") == webhooks_domain.sign(payload, "s3cret")
     assert signature_of(payload, "s3cret", ascii_only=False) != webhooks_domain.sign(payload, "s3cret")
+
+
+def test_against_a_server_without_the_control_api_the_kit_prints_where_to_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server the kit cannot subscribe to: the subscription is made beforehand, as in a dashboard,
+    # with a fixed receiver address and secret.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/kantos-webhooks"
+    monkeypatch.setenv("KANTOS_WEBHOOK_SECRET", "whsec_configured_once")
+    with MockServer(seed=23, control=False) as mock:
+        webhooks = mock.backend.webhooks
+        webhooks.subscribe(url, None, "whsec_configured_once")
+        sender = mock.app.state.registry.webhook_sender
+        assert sender is not None
+        sender.attach(webhooks)
+        kit = Kit(mock.url, tmp_path, webhooks=True, webhook_listen=f"127.0.0.1:{port}")
+    assert kit.status == 0, kit.output
+    assert f"receiver at {url}; the server under test must send" in kit.output
+    assert "signed with the secret $KANTOS_WEBHOOK_SECRET" in kit.output  # never printed itself
+    for check in WEBHOOK_CHECKS[:-1]:
+        assert kit.checked(check), f"{check} not checked\n{kit.output}"

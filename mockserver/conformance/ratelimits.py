@@ -73,7 +73,12 @@ def _counted(ex: Exchange) -> bool:
     return ex.status not in (0, 401, 429)
 
 
-def scan_windows(report: Report, log: list[Exchange], curl: Callable[[Exchange], str] | None = None) -> None:
+def scan_windows(
+    report: Report,
+    log: list[Exchange],
+    curl: Callable[[Exchange], str] | None = None,
+    detail: tuple[str, ...] = (),
+) -> None:
     """Checks one key's answers, in the order they came: within a window (the same reset), the limit
     stays, remaining falls by at least one per counted request (other clients may share the key) and
     never rises, and the reset is the end of a clock minute (or of a UTC day, also a minute's end)."""
@@ -133,6 +138,7 @@ def scan_windows(report: Report, log: list[Exchange], curl: Callable[[Exchange],
                 )
         if finding is not None and found < MAX_WINDOW_FINDINGS:
             found += 1
+            finding.detail += detail
             report.fail(*WINDOW, finding)
         seen[rate.reset] = (ex, rate, counted)
 
@@ -180,7 +186,7 @@ class RateLimitChecks(Suite):
         try:
             run.run()
         finally:
-            scan_windows(self.report, limited.log, run.curl)
+            scan_windows(self.report, limited.log, run.curl, (run.export,))
             limited.close()
 
 
@@ -222,12 +228,14 @@ class LimitedKey:
         one = self.curl(self.sent[0].ex, headers=False)
         return f"for i in $(seq {count}); do {one} -o /dev/null -w '%{{http_code}} '; done; echo"
 
+    export = f"export {LIMITED_VARIABLE}=<the key passed with --limited-key>"
+
     def finding(self, expected: str, received: str, sent: Sent, steps: list[str], *detail: str) -> Finding:
         return Finding(
             expected,
             received,
             sent.ex,
-            detail=[*detail, f"export {LIMITED_VARIABLE}=<the key passed with --limited-key>"],
+            detail=[*detail, self.export],
             curl="; ".join(steps),
         )
 
@@ -506,7 +514,7 @@ class LimitedKey:
             return now.reset
         self.report.ran(*NO_QUOTA)
         if now.remaining != expected:
-            spent = sum(1 for s in self.sent if s.ex.status == 429)
+            spent = sum(1 for s in limited if s.ex.status == 429)
             self.report.fail(
                 *NO_QUOTA,
                 self.finding(
@@ -514,8 +522,8 @@ class LimitedKey:
                     f"X-RateLimit-Remaining {now.remaining} ({now})",
                     after,
                     steps,
-                    f"{spent} request(s) of the limited key were answered 429 before this one; "
-                    f"{expected - now.remaining} unit(s) of quota more than served are gone",
+                    f"{spent} request(s) were answered 429 after the window's requests were used up; "
+                    f"{expected - now.remaining} unit(s) of quota more than were served are gone",
                 ),
             )
         return None
