@@ -31,7 +31,7 @@ RATE_CHECKS = (
 
 
 def answer(remaining: int, reset: int = 1_800_000_000, limit: int = 20, status: int = 200) -> Exchange:
-    ex = Exchange("GET", "/api/crm/objects", [], None, None, "key", status)
+    ex = Exchange("GET", "/api/crm/objects", [], None, None, "key", status=status)
     ex.headers = {
         "x-ratelimit-limit": str(limit),
         "x-ratelimit-remaining": str(remaining),
@@ -74,7 +74,7 @@ def test_a_new_window_starts_afresh_and_ends_on_a_clock_minute() -> None:
 
 
 def test_401s_and_answers_without_headers_are_not_judged() -> None:
-    no_headers = Exchange("GET", "/api/crm/objects", [], None, None, "key", 200)
+    no_headers = Exchange("GET", "/api/crm/objects", [], None, None, "key", status=200)
     unauthorized = answer(19, status=401)
     report = Report("http://kantos.test")
     scan_windows(report, [no_headers, unauthorized])
@@ -175,6 +175,10 @@ class CountsRejected(RateLimiter):
             raise
 
 
+#: The kit's steps these tests run (the whole battery runs in test_conformance_kit.py and below).
+ONLY = ("rate-limits",)
+
+
 @pytest.fixture
 def serve() -> Iterator[Callable[..., MockServer]]:
     started: list[MockServer] = []
@@ -200,7 +204,7 @@ def test_the_limited_key_checks_pass_against_the_mock(
     serve: Callable[..., MockServer], tmp_path: Path, per_day: int | None
 ) -> None:
     mock = serve(per_minute=20, **({"per_day": per_day} if per_day else {}))
-    kit = Kit(mock.url, tmp_path, limited_key=LIMITED)
+    kit = Kit(mock.url, tmp_path, only=ONLY, limited_key=LIMITED)
     assert kit.status == 0, kit.output
     for check in RATE_CHECKS:
         assert kit.checked(check), f"{check} not checked\n{kit.output}"
@@ -212,7 +216,7 @@ def test_a_429_for_the_day_is_waited_out_on_the_mocks_clock(
     serve: Callable[..., MockServer], tmp_path: Path
 ) -> None:
     mock = serve(per_minute=50, per_day=15)  # the day's window binds from the first request
-    kit = Kit(mock.url, tmp_path, limited_key=LIMITED)
+    kit = Kit(mock.url, tmp_path, only=ONLY, limited_key=LIMITED)
     assert kit.status == 0, kit.output
     for check in RATE_CHECKS:
         assert kit.checked(check), f"{check} not checked\n{kit.output}"
@@ -220,7 +224,7 @@ def test_a_429_for_the_day_is_waited_out_on_the_mocks_clock(
 
 def test_a_key_with_a_large_allowance_is_not_driven(serve: Callable[..., MockServer], tmp_path: Path) -> None:
     mock = serve(per_minute=5000)
-    kit = Kit(mock.url, tmp_path, limited_key=LIMITED)
+    kit = Kit(mock.url, tmp_path, only=ONLY, limited_key=LIMITED)
     assert kit.status == 0, kit.output
     assert "only when at most 1000 are left" in kit.output
     assert kit.case("rate-limits.429").find("skipped") is not None
@@ -270,7 +274,7 @@ def test_a_broken_rate_limit_is_reported_with_a_reproducer(
     texts: tuple[str, ...],
 ) -> None:
     mock = serve(per_minute=20, **setup)
-    kit = Kit(mock.url, tmp_path, limited_key=LIMITED)
+    kit = Kit(mock.url, tmp_path, only=ONLY, limited_key=LIMITED)
     assert kit.status == 1, kit.output
     (rule,) = [r for r in kit.failing()]
     assert kit.case(check).get("name") == rule, kit.output

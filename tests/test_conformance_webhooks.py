@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kantos_support import SERVER_KEY
 from kit_support import Kit
 
 import mockserver.domain.webhooks as webhooks_domain
@@ -26,6 +27,8 @@ WEBHOOK_CHECKS = (
     "webhooks.event-id",
     "webhooks.retry",
 )
+#: The kit's steps these tests run (the whole battery runs in test_conformance_kit.py and below).
+ONLY = ("webhooks",)
 
 
 @pytest.fixture
@@ -34,21 +37,23 @@ def mock() -> Iterator[MockServer]:
         yield server
 
 
-def test_the_kit_checks_every_webhook_rule_and_passes_against_the_mock(
+def test_the_whole_kit_with_webhooks_and_a_limited_key_passes_against_the_mock(
     mock: MockServer, tmp_path: Path
 ) -> None:
-    kit = Kit(mock.url, tmp_path, webhooks=True, webhook_retries=True)
+    mock.set_key(SERVER_KEY, per_minute=20)
+    kit = Kit(mock.url, tmp_path, webhooks=True, webhook_retries=True, limited_key=SERVER_KEY)
     assert kit.status == 0, kit.output
-    for check in WEBHOOK_CHECKS:
+    for check in (*WEBHOOK_CHECKS, "rate-limits.window", "rate-limits.429", "rate-limits.429-no-quota"):
         assert kit.checked(check), f"{check} not checked\n{kit.output}"
+    assert kit.checked("rate-limits.429-changes-nothing")
     assert "subscribed through /_mock/webhooks" in kit.output
     assert mock.backend.webhooks.subscriptions == {}  # unsubscribed at the end
-    attempts = [len(d["attempts"]) for d in mock.backend.webhooks.log()]
-    assert sorted(attempts) == [1, 1, 2]  # the created event was failed once and retried
+    ours = [d for d in mock.backend.webhooks.log() if d["url"].endswith("/kantos-webhooks")]
+    assert sorted(len(d["attempts"]) for d in ours) == [1, 1, 2]  # the created event failed once, retried
 
 
 def test_without_retries_the_retry_rule_is_left_unchecked(mock: MockServer, tmp_path: Path) -> None:
-    kit = Kit(mock.url, tmp_path, webhooks=True)
+    kit = Kit(mock.url, tmp_path, only=ONLY, webhooks=True)
     assert kit.status == 0, kit.output
     assert kit.checked("webhooks.signature")
     assert kit.case("webhooks.retry").find("skipped") is not None
@@ -76,7 +81,7 @@ def test_a_wrong_signature_is_reported_under_the_signature_rule(
 ) -> None:
     # The kit computes signatures with its own code, so patching the mock's signer breaks only the mock.
     monkeypatch.setattr(webhooks_domain, "sign", signer)
-    kit = Kit(mock.url, tmp_path, webhooks=True)
+    kit = Kit(mock.url, tmp_path, only=ONLY, webhooks=True)
     assert kit.status == 1, kit.output
     assert kit.failing() == ["webhooks.signature"], kit.output
     text = kit.failure("webhooks.signature")
@@ -102,7 +107,7 @@ def test_a_retry_with_another_event_id_is_reported_under_the_retry_rule(
             delivery.event_id = webhooks.ids.new("evt_")
 
     webhooks.record = record  # type: ignore[method-assign]
-    kit = Kit(mock.url, tmp_path, webhooks=True, webhook_retries=True)
+    kit = Kit(mock.url, tmp_path, only=ONLY, webhooks=True, webhook_retries=True)
     assert kit.status == 1, kit.output
     assert kit.failing() == ["webhooks.retry"], kit.output
     text = kit.failure("webhooks.retry")
@@ -123,7 +128,7 @@ def test_data_missing_a_field_is_reported_under_the_body_rule(mock: MockServer, 
         original(event, {**record, "field_values": values})
 
     webhooks.emit = emit  # type: ignore[method-assign]
-    kit = Kit(mock.url, tmp_path, webhooks=True)
+    kit = Kit(mock.url, tmp_path, only=ONLY, webhooks=True)
     assert kit.status == 1, kit.output
     assert kit.failing() == ["webhooks.body"], kit.output
     text = kit.failure("webhooks.body")
@@ -136,7 +141,7 @@ def test_data_missing_a_field_is_reported_under_the_body_rule(mock: MockServer, 
 def test_no_delivery_at_all_is_reported_under_the_events_rule(tmp_path: Path) -> None:
     with MockServer(seed=22) as mock:
         mock.backend.webhooks.emit = lambda event, record: None  # type: ignore[method-assign]
-        kit = Kit(mock.url, tmp_path, webhooks=True)
+        kit = Kit(mock.url, tmp_path, only=ONLY, webhooks=True)
     assert kit.status == 1, kit.output
     assert kit.failing() == ["webhooks.events"], kit.output
     text = kit.failure("webhooks.events")
@@ -211,7 +216,7 @@ def test_against_a_server_without_the_control_api_the_kit_prints_where_to_send(
         sender = mock.app.state.registry.webhook_sender
         assert sender is not None
         sender.attach(webhooks)
-        kit = Kit(mock.url, tmp_path, webhooks=True, webhook_listen=f"127.0.0.1:{port}")
+        kit = Kit(mock.url, tmp_path, only=ONLY, webhooks=True, webhook_listen=f"127.0.0.1:{port}")
     assert kit.status == 0, kit.output
     assert f"receiver at {url}; the server under test must send" in kit.output
     assert "signed with the secret $KANTOS_WEBHOOK_SECRET" in kit.output  # never printed itself
