@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +222,23 @@ def test_a_429_for_the_day_is_waited_out_on_the_mocks_clock(
     assert kit.status == 0, kit.output
     for check in RATE_CHECKS:
         assert kit.checked(check), f"{check} not checked\n{kit.output}"
+
+
+def test_the_days_last_minute_is_judged_on_a_frozen_clock(
+    serve: Callable[..., MockServer], tmp_path: Path
+) -> None:
+    # After the 429's window the key is in the day's last minute, which ends with the day: the
+    # headers cannot say which window they describe, so the kit ends that one on the mock's clock
+    # too and drives the key again in a fresh day.
+    mock = serve(per_minute=20)
+    midnight = (int(time.time()) // 86_400 + 1) * 86_400
+    mock.clock.freeze(datetime.fromtimestamp(midnight - 70, UTC))
+    kit = Kit(mock.url, tmp_path, only=ONLY, limited_key=LIMITED)
+    assert kit.status == 0, kit.output
+    for check in RATE_CHECKS:
+        assert kit.checked(check), f"{check} not checked\n{kit.output}"
+    assert "ending the day's window on the mock's clock" in kit.output
+    assert mock.clock.frozen
 
 
 def test_a_key_with_a_large_allowance_is_not_driven(serve: Callable[..., MockServer], tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ class ServerClock:
         self.mock = mock
         self._offset = offset  # server time - wall time, for a running clock
         self._frozen_at = frozen_at
+        #: How far `now()` may be off the mock's time: half the round trip that read it.
+        self.uncertainty = 0.0
 
     @classmethod
     def of(cls, client: Client) -> ServerClock:
@@ -54,10 +56,11 @@ class ServerClock:
         if ex.status != 200 or now is None:
             return False
         if body.get("frozen") is True:
-            self._frozen_at = now
+            self._frozen_at, self.uncertainty = now, 0.0
         else:
             self._frozen_at = None
             self._offset = now - (before + after) / 2
+            self.uncertainty = (after - before) / 2
         return True
 
     def now(self, wall: float | None = None) -> float:

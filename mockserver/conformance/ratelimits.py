@@ -201,7 +201,7 @@ class LimitedKey:
         self.base_url = suite.client.base_url
         self.sent: list[Sent] = []
         #: How far the kit's idea of the server's time may be off: the mock's clock is read, others' guessed.
-        self.slack = 0.05 if clock.mock else 1.0
+        self.slack = 0.05 + clock.uncertainty if clock.mock else 1.0
         self.reset_steps: list[str] = []  # what the reproducer does to end a window
 
     # --- requests --------------------------------------------------------------------------------
