@@ -200,9 +200,12 @@ class LimitedKey:
         self.clock = clock
         self.base_url = suite.client.base_url
         self.sent: list[Sent] = []
-        #: How far the kit's idea of the server's time may be off: the mock's clock is read, others' guessed.
-        self.slack = 0.05 + clock.uncertainty if clock.mock else 1.0
         self.reset_steps: list[str] = []  # what the reproducer does to end a window
+
+    @property
+    def slack(self) -> float:
+        """How far the kit's idea of the server's time may be off: the mock's is read, others' guessed."""
+        return 0.05 + self.clock.uncertainty if self.clock.mock else 1.0
 
     # --- requests --------------------------------------------------------------------------------
 
