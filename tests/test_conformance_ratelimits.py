@@ -185,7 +185,7 @@ ONLY = ("rate-limits",)
 def serve() -> Iterator[Callable[..., MockServer]]:
     started: list[MockServer] = []
 
-    def start(*, middleware: Any = None, limiter: RateLimiter | None = None, **key: int) -> MockServer:
+    def start(*, middleware: Any = None, limiter: type[RateLimiter] | None = None, **key: int) -> MockServer:
         app = create_app(seed=3)
         if middleware is not None:
             app.add_middleware(*middleware)
@@ -193,7 +193,7 @@ def serve() -> Iterator[Callable[..., MockServer]]:
         started.append(mock)
         mock.set_key(LIMITED, **key)
         if limiter is not None:
-            mock.backend.limiter = limiter
+            mock.backend.limiter = limiter()
         return mock
 
     yield start
@@ -264,7 +264,7 @@ BROKEN = [
         id="retry-after-not-the-window",
     ),
     pytest.param(
-        {"limiter": CountsRejected(), "per_day": 30},
+        {"limiter": CountsRejected, "per_day": 30},
         "rate-limits.429-no-quota",
         ("expected: X-RateLimit-Remaining 9:", "received: X-RateLimit-Remaining 6 (limit 30,"),
         id="429s-use-quota",
@@ -284,6 +284,7 @@ BROKEN = [
 ]
 
 
+@pytest.mark.parametrize("seed", [3, 5, 8], ids=lambda seed: f"seed-{seed}")
 @pytest.mark.parametrize(("setup", "check", "texts"), BROKEN)
 def test_a_broken_rate_limit_is_reported_with_a_reproducer(
     serve: Callable[..., MockServer],
@@ -291,9 +292,10 @@ def test_a_broken_rate_limit_is_reported_with_a_reproducer(
     setup: dict[str, Any],
     check: str,
     texts: tuple[str, ...],
+    seed: int,
 ) -> None:
     mock = serve(per_minute=20, **setup)
-    kit = Kit(mock.url, tmp_path, only=ONLY, limited_key=LIMITED)
+    kit = Kit(mock.url, tmp_path, only=ONLY, seed=seed, limited_key=LIMITED)
     assert kit.status == 1, kit.output
     (rule,) = [r for r in kit.failing()]
     assert kit.case(check).get("name") == rule, kit.output

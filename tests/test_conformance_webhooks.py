@@ -31,6 +31,12 @@ WEBHOOK_CHECKS = (
 ONLY = ("webhooks",)
 
 
+@pytest.fixture(params=[3, 5, 8], ids=lambda seed: f"seed-{seed}")
+def seed(request: pytest.FixtureRequest) -> int:
+    """The tampered deliveries are caught whatever the seed of the kit's data."""
+    return int(request.param)
+
+
 @pytest.fixture
 def mock() -> Iterator[MockServer]:
     with MockServer(seed=21) as server:
@@ -77,11 +83,11 @@ def _signed_over_utf8(payload: dict[str, Any], secret: str) -> str:
     ],
 )
 def test_a_wrong_signature_is_reported_under_the_signature_rule(
-    mock: MockServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signer: Any, hint: str
+    mock: MockServer, tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch, signer: Any, hint: str
 ) -> None:
     # The kit computes signatures with its own code, so patching the mock's signer breaks only the mock.
     monkeypatch.setattr(webhooks_domain, "sign", signer)
-    kit = Kit(mock.url, tmp_path, only=ONLY, webhooks=True)
+    kit = Kit(mock.url, tmp_path, only=ONLY, seed=seed, webhooks=True)
     assert kit.status == 1, kit.output
     assert kit.failing() == ["webhooks.signature"], kit.output
     text = kit.failure("webhooks.signature")
@@ -96,7 +102,7 @@ def test_a_wrong_signature_is_reported_under_the_signature_rule(
 
 
 def test_a_retry_with_another_event_id_is_reported_under_the_retry_rule(
-    mock: MockServer, tmp_path: Path
+    mock: MockServer, tmp_path: Path, seed: int
 ) -> None:
     webhooks = mock.backend.webhooks
     original = webhooks.record
@@ -107,7 +113,7 @@ def test_a_retry_with_another_event_id_is_reported_under_the_retry_rule(
             delivery.event_id = webhooks.ids.new("evt_")
 
     webhooks.record = record  # type: ignore[method-assign]
-    kit = Kit(mock.url, tmp_path, only=ONLY, webhooks=True, webhook_retries=True)
+    kit = Kit(mock.url, tmp_path, only=ONLY, seed=seed, webhooks=True, webhook_retries=True)
     assert kit.status == 1, kit.output
     assert kit.failing() == ["webhooks.retry"], kit.output
     text = kit.failure("webhooks.retry")
@@ -116,7 +122,9 @@ def test_a_retry_with_another_event_id_is_reported_under_the_retry_rule(
     assert any("-X POST" in c for c in kit.reproducers("webhooks.retry"))
 
 
-def test_data_missing_a_field_is_reported_under_the_body_rule(mock: MockServer, tmp_path: Path) -> None:
+def test_data_missing_a_field_is_reported_under_the_body_rule(
+    mock: MockServer, tmp_path: Path, seed: int
+) -> None:
     webhooks = mock.backend.webhooks
     original = webhooks.emit
     dropped: list[str] = []
@@ -128,7 +136,7 @@ def test_data_missing_a_field_is_reported_under_the_body_rule(mock: MockServer, 
         original(event, {**record, "field_values": values})
 
     webhooks.emit = emit  # type: ignore[method-assign]
-    kit = Kit(mock.url, tmp_path, only=ONLY, webhooks=True)
+    kit = Kit(mock.url, tmp_path, only=ONLY, seed=seed, webhooks=True)
     assert kit.status == 1, kit.output
     assert kit.failing() == ["webhooks.body"], kit.output
     text = kit.failure("webhooks.body")
