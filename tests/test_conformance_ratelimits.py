@@ -14,6 +14,7 @@ from kit_support import Kit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver import create_app
+from mockserver.conformance import ratelimits
 from mockserver.conformance.client import Exchange
 from mockserver.conformance.ratelimits import scan_windows
 from mockserver.conformance.report import Report
@@ -239,6 +240,21 @@ def test_the_days_last_minute_is_judged_on_a_frozen_clock(
         assert kit.checked(check), f"{check} not checked\n{kit.output}"
     assert "ending the day's window on the mock's clock" in kit.output
     assert mock.clock.frozen
+
+
+def test_without_the_mocks_clock_the_429_is_judged_on_the_wall_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server the kit cannot move time on: Retry-After is checked against the wall clock and the
+    # server's Date header, and a window that ends later than the kit waits is left unchecked.
+    monkeypatch.setattr(ratelimits, "MAX_WAIT", 0.0)
+    with MockServer(seed=3, control=False) as mock:
+        mock.set_key(LIMITED, per_minute=20)
+        kit = Kit(mock.url, tmp_path, only=ONLY, limited_key=LIMITED)
+    assert kit.status == 0, kit.output
+    assert kit.checked("rate-limits.429") and kit.checked("rate-limits.429-changes-nothing")
+    assert "the kit waits at most 0 s, so what follows the reset is unchecked" in kit.output
+    assert kit.case("rate-limits.429-no-quota").find("skipped") is not None
 
 
 def test_a_key_with_a_large_allowance_is_not_driven(serve: Callable[..., MockServer], tmp_path: Path) -> None:
