@@ -155,6 +155,7 @@ def test_no_delivery_at_all_is_reported_under_the_events_rule(tmp_path: Path) ->
     text = kit.failure("webhooks.events")
     assert "expected: a record.created delivery for rec_" in text
     assert "received: no delivery for this record" in text
+    assert "kantos-webhooks got no delivery at all" in text
 
 
 # --- the receiver on its own --------------------------------------------------------------------

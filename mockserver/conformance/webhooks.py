@@ -373,7 +373,8 @@ class WebhookChecks(Suite):
         deliveries = receiver.snapshot()
         ours = [d for d in deliveries if d.record_id == rid]
         strays = [d for d in deliveries if d.record_id is None]  # unreadable: cannot tell whose they are
-        self._check_events(writes, ours, failed, wait, rid)
+        hint = "" if deliveries else f"the receiver at {receiver.url()} got no delivery at all"
+        self._check_events(writes, ours, failed, wait, rid, hint)
         by_event = {w.event: w for w in writes}
         for d in ours + strays:
             write = by_event.get(d.event) if isinstance(d.event, str) else None
@@ -401,7 +402,13 @@ class WebhookChecks(Suite):
         )
 
     def _check_events(
-        self, writes: list[_Write], ours: list[Delivery], failed: Delivery | None, wait: float, rid: str
+        self,
+        writes: list[_Write],
+        ours: list[Delivery],
+        failed: Delivery | None,
+        wait: float,
+        rid: str,
+        hint: str,
     ) -> None:
         self.report.ran(*EVENTS_CHECK)
         for w in writes:
@@ -415,6 +422,7 @@ class WebhookChecks(Suite):
                         seen,
                         w,
                         None,
+                        *([hint] if hint else []),
                     ),
                 )
                 continue
