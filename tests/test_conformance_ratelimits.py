@@ -182,6 +182,16 @@ class CountsRejected(RateLimiter):
 ONLY = ("rate-limits",)
 
 
+class NeverLimits(RateLimiter):
+    """A limiter that counts and reports, but never refuses."""
+
+    def hit(self, key: ApiKey, now_s: int) -> RateStatus:
+        try:
+            return super().hit(key, now_s)
+        except RateLimited:
+            return self.peek(key, now_s)
+
+
 @pytest.fixture
 def serve() -> Iterator[Callable[..., MockServer]]:
     started: list[MockServer] = []
@@ -322,3 +332,18 @@ def test_a_broken_rate_limit_is_reported_with_a_reproducer(
     assert curls and all(mock.url in c for c in curls), text
     assert '"X-Api-Key: $KANTOS_LIMITED_KEY"' in curls[0]
     assert "export KANTOS_LIMITED_KEY=<the key passed with --limited-key>" in text
+
+
+def test_a_server_that_never_answers_429_is_reported_under_both_rules(
+    serve: Callable[..., MockServer], tmp_path: Path
+) -> None:
+    mock = serve(per_minute=20, limiter=NeverLimits)
+    kit = Kit(mock.url, tmp_path, only=ONLY, limited_key=LIMITED)
+    assert kit.status == 1, kit.output
+    assert kit.failing() == ["rate-limits.exceeded", "rate-limits.window"], kit.output
+    text = kit.failure("rate-limits.429")
+    assert "expected: a 429 once the window's requests are used up (19 left at the first request)" in text
+    assert "received: 24 more requests, all served; the last: limit 20, remaining 0" in text
+    assert "for i in $(seq 21); do curl" in text
+    window = kit.failure("rate-limits.window")
+    assert "expected: 429 RATE_LIMITED: the window (reset " in window and "had 0 request(s) left" in window

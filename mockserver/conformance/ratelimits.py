@@ -295,8 +295,8 @@ class LimitedKey:
         served = [first]
         over: Sent | None = None
         budget, last = first.rate.remaining + 5, first.rate
-        tries = 0
-        while tries < budget and tries < 3 * MAX_DRIVE:
+        tries = windows = 0
+        while tries < budget:
             sent = self.probe()
             tries += 1
             if sent.ex.status == 429:
@@ -307,7 +307,14 @@ class LimitedKey:
                 return None
             served.append(sent)
             rate = sent.rate
-            if rate is not None and rate.reset != last.reset:  # a new window began meanwhile
+            if rate is not None and rate.reset > last.reset:  # a new window began meanwhile
+                windows += 1
+                if windows > 1:  # the kit cannot use a window up before the next one begins
+                    self.report.note(
+                        f"--limited-key: {tries} requests did not use up the key's window before it reset, "
+                        "twice; the 429 checks did not run (a key on a smaller plan, or a faster link, helps)"
+                    )
+                    return None
                 budget = tries + rate.remaining + 5
             last = rate or last
         if over is None:
