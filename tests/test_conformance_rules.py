@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import httpx
 import pytest
 
 from mockserver.conformance import Options, check, run, scratch
@@ -19,18 +20,24 @@ from mockserver.server import MockServer
 
 ADMIN_KEY = "kantos_admin_local_key"
 OTHER_KEYS = {"intake_key": "kantos_intake_local_key", "non_admin_key": "kantos_server_local_key"}
+#: Every option the mock can serve: other keys, a key on a small plan, webhooks with a retry.
+EVERY_OPTION = Options(**OTHER_KEYS, limited_key="kantos_free_local_key", webhooks=True, webhook_retries=True)
 
 
 @pytest.fixture(scope="module")
 def mock_url() -> Iterator[str]:
     with MockServer(seed=21) as mock:
+        # A small plan, so the kit reaches the 429 in a few requests.
+        httpx.patch(
+            f"{mock.url}/_mock/keys/kantos_free_local_key", json={"per_minute": 20}
+        ).raise_for_status()
         yield mock.url
 
 
 @pytest.fixture(scope="module")
 def complete(mock_url: str) -> Report:
     """A full run with every option the mock can serve, the fuzz phase aside."""
-    return check(mock_url, ADMIN_KEY, fuzz=False, out=io.StringIO(), seed=1, options=Options(**OTHER_KEYS))
+    return check(mock_url, ADMIN_KEY, fuzz=False, out=io.StringIO(), seed=1, options=EVERY_OPTION)
 
 
 def test_rule_ids_are_unique_and_every_rule_names_checks() -> None:

@@ -25,6 +25,7 @@ from typing import TextIO
 
 from .behaviour import Behaviour
 from .client import Client, Unreachable
+from .ratelimits import scan_windows
 from .report import Report
 from .scratch import Setup
 from .shapes import scan
@@ -189,6 +190,7 @@ def _behaviour(
             if client.log and any(ex.status for ex in client.log):
                 setup.cleanup(keep=keep_data)
         scan(report, client.log)
+        scan_windows(report, client.log)
         if suite is not None:
             suite.attach_reproducers()
         report.progress(f"behaviour suite: {len(client.log)} requests")

@@ -1,4 +1,4 @@
-"""The behaviour suite: filters, sorting and paging against the oracle, record semantics, errors."""
+"""The behaviour suite: every phase of checks, run in order on one prepared scratch area."""
 
 from __future__ import annotations
 
@@ -8,15 +8,19 @@ from .errorcases import ErrorChecks
 from .formats import FormatChecks
 from .protocol import ProtocolChecks
 from .queries import QueryChecks
+from .ratelimits import RateLimitChecks
 from .records import RecordChecks
+from .webhooks import WebhookChecks
 
 
-class Behaviour(QueryChecks, RecordChecks, ProtocolChecks, FormatChecks, ErrorChecks):
+class Behaviour(
+    QueryChecks, RecordChecks, ProtocolChecks, FormatChecks, ErrorChecks, WebhookChecks, RateLimitChecks
+):
     """Every behaviour check, run in order on one prepared scratch area."""
 
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         """(phase name, step) in the order they run; the report times each phase."""
-        return [
+        steps = [
             ("filters", self.run_filters),
             ("sorting", self.run_sorting),
             ("paging", self.run_paging),
@@ -26,3 +30,9 @@ class Behaviour(QueryChecks, RecordChecks, ProtocolChecks, FormatChecks, ErrorCh
             ("errors", self.run_errors),
             ("protocol", self.run_protocol),
         ]
+        # Last: both move the mock's clock, and the limited key's 429s must not slow the rest.
+        if self.options.webhooks or self.options.webhook_retries:
+            steps.append(("webhooks", self.run_webhooks))
+        if self.options.limited_key:
+            steps.append(("rate-limits", self.run_rate_limits))
+        return steps
