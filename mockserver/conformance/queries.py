@@ -156,6 +156,7 @@ class QueryChecks(Suite):
         self.report.ran(*stable[:3], stable[3])
         order_id, order_title, order_rule = order_check(self.oracle, sort_slug)
         self.report.ran(order_id, "sorting", order_title, order_rule)
+        self.report.ran("sorting.other", "sorting", "sorted pages match the reference engine")
         received: list[str] = []
         expected: list[str] = []
         first_bad: tuple[Exchange, int, list[str], list[str]] | None = None
