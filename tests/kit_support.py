@@ -9,6 +9,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from kantos_support import ADMIN_KEY
+from starlette.types import ASGIApp, Message, Receive
 
 from mockserver.conformance import Options, run
 from mockserver.conformance.rules import rules_for
@@ -67,3 +68,42 @@ class Kit:
         return [
             line.strip()[2:] for line in self.failure(check_id).splitlines() if line.strip().startswith("$ ")
         ]
+
+
+# --- deliberately broken servers: ASGI middleware around the mock ---------------------------------
+
+Headers = list[tuple[bytes, bytes]]
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body, however many messages it came in."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def call_app(app: ASGIApp, scope: dict[str, Any], body: bytes = b"") -> tuple[int, Headers, bytes]:
+    """Send one request with `body` through `app` and collect its whole response."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    status, headers, chunks = 500, [], []
+
+    async def send(message: Message) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status, headers = message["status"], list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, headers, b"".join(chunks)

@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from kit_support import Headers, call_app, read_body
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mockserver import create_app
 from mockserver.conformance import Options, check
@@ -30,8 +31,6 @@ KEYS = {
 }
 SEEDS = (1, 2, 3)
 LIMIT = 1_048_576
-
-Headers = list[tuple[bytes, bytes]]
 
 
 @dataclass
@@ -56,26 +55,7 @@ class Deviant:
         self.memory: dict[str, Any] = {}  # what a stateful deviation remembers between requests
 
     async def call(self, scope: Scope, body: bytes = b"") -> tuple[int, Headers, bytes]:
-        sent = False
-
-        async def receive() -> Message:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        status, headers, chunks = 500, [], []
-
-        async def send(message: Message) -> None:
-            nonlocal status, headers
-            if message["type"] == "http.response.start":
-                status, headers = message["status"], list(message.get("headers", []))
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, send)
-        return status, headers, b"".join(chunks)
+        return await call_app(self.app, scope, body)
 
     async def get(self, scope: Scope, path: str, query: str = "") -> Any:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() == b"x-api-key"]
@@ -95,12 +75,7 @@ class Deviant:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if scope["method"] == "POST" and scope["path"].endswith("/fields"):
             self.memory.pop("types", None)
         if self.before is not None:

@@ -17,7 +17,8 @@ from xml.etree import ElementTree as ET
 
 import httpx
 import pytest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from kit_support import call_app, read_body
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mockserver import create_app
 from mockserver.conformance import run
@@ -70,37 +71,13 @@ class Rewrite:
 
     async def call(self, scope: Scope, body: bytes = b"") -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Send one request through the mock and collect its whole response."""
-        sent = False
-
-        async def receive() -> Message:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        status, headers, chunks = 500, [], []
-
-        async def send(message: Message) -> None:
-            nonlocal status, headers
-            if message["type"] == "http.response.start":
-                status, headers = message["status"], list(message.get("headers", []))
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, send)
-        return status, headers, b"".join(chunks)
+        return await call_app(self.app, scope, body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if self.on_request is not None:
             changed = await self.on_request(self, scope, body)
             if isinstance(changed[0], int):  # answer directly

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from kantos_support import ADMIN_KEY, SERVER_KEY
-from kit_support import Kit
+from kit_support import Kit, call_app, read_body
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver import create_app
@@ -133,36 +133,15 @@ class AppliesWhenLimited:
         if scope["type"] != "http" or (scope["method"], scope["path"]) != ("POST", "/api/crm/record"):
             await self.app(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        status, messages = await self._call(scope, body)
+        body = await read_body(receive)
+        status, headers, raw = await call_app(self.app, scope, body)
         if status == 429:
-            headers = [(k, v) for k, v in scope["headers"] if k != b"x-api-key"]
-            await self._call({**scope, "headers": [*headers, (b"x-api-key", ADMIN_KEY.encode())]}, body)
-        for message in messages:
-            await send(message)
-
-    async def _call(self, scope: Scope, body: bytes) -> tuple[int, list[Message]]:
-        sent = False
-
-        async def receive() -> Message:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        messages: list[Message] = []
-
-        async def send(message: Message) -> None:
-            messages.append(message)
-
-        await self.app(scope, receive, send)
-        return messages[0]["status"], messages
+            others = [(k, v) for k, v in scope["headers"] if k != b"x-api-key"]
+            await call_app(
+                self.app, {**scope, "headers": [*others, (b"x-api-key", ADMIN_KEY.encode())]}, body
+            )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": raw})
 
 
 class CountsRejected(RateLimiter):
