@@ -34,7 +34,7 @@ export async function render(root, params, { remember }) {
 
   root.append(
     section("Query", form),
-    h("div", { class: "grid wide-left" }, section("Records", summary, results, detail), section("Fields", fields)),
+    h("div", { class: "grid wide-left" }, section("Records", summary, results), h("div", { class: "side" }, detail, section("Fields", fields))),
   );
 
   const listed = await api("/crm/objects");
@@ -83,7 +83,7 @@ export async function render(root, params, { remember }) {
   async function runQuery() {
     const query = {
       object_id: objectSelect.value,
-      filters: filters.value.trim(),
+      filters: filters.value.trim() ? filters.value : "", // sent as typed: the API judges it
       sort: sort.value,
       order: order.value,
       page: page.value,
@@ -120,7 +120,7 @@ export async function render(root, params, { remember }) {
     const result = await api(`/crm/record/${encodeURIComponent(id)}`);
     const close = h("button", { type: "button", onclick: () => detail.replaceChildren() }, "Close");
     detail.replaceChildren(
-      h("div", { class: "detail" }, h("h3", {}, "Record ", h("code", {}, id), " ", close), h("pre", { class: "json", tabindex: "0", "aria-label": `Record ${id} as JSON` }, result.ok ? json(result.data) : errorText(result))),
+      h("div", { class: "card detail" }, h("h2", {}, "Record ", h("code", {}, id), " ", close), h("pre", { class: "json", tabindex: "0", "aria-label": `Record ${id} as JSON` }, result.ok ? json(result.data) : errorText(result))),
     );
     close.focus();
   }
