@@ -43,7 +43,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "--no-control",
         dest="control",
         action="store_false",
-        help="turn off the control API under /_mock (reset, journal, state, faults, clock, keys) and the dashboard",
+        help="turn off the control API under /_mock (reset, journal, state, faults, clock, keys) "
+        "and the dashboard",
     )
     p.add_argument(
         "--control-token",
@@ -108,13 +109,13 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
 
 def _serve(ns: argparse.Namespace) -> int:
     from .domain.fixtures import FixtureError
-    from .http.app import create_app
-    from .server import DEFAULT_API_KEY, base_url, bind, serve_forever
 
     # Loading makes objects that all live as long as the server: the garbage collector's passes
     # over them while they are made free nothing (about 0.8 s of the start-up on 100,000
     # records). It is off while loading; one pass and `gc.freeze()` follow below.
     from .http.access import is_loopback, new_token
+    from .http.app import create_app
+    from .server import DEFAULT_API_KEY, base_url, bind, serve_forever
 
     token = ns.control_token
     generated = ns.control and token is None and not is_loopback(ns.host)
@@ -165,7 +166,10 @@ def _serve(ns: argparse.Namespace) -> int:
             example = token if generated else "$TOKEN"
             print(f"          curl -s -X POST {url}/_mock/reset -H 'X-Mock-Token: {example}'", flush=True)
             code = app.state.registry.access.issue_code()
-            print(f"dashboard: {url}/_mock/login?code={code}   (one-time link: sets the token as a cookie)", flush=True)
+            print(
+                f"dashboard: {url}/_mock/login?code={code}   (one-time link: sets the token as a cookie)",
+                flush=True,
+            )
         if ns.state_file:
             print(f"state:    {ns.state_file} (written after each change)", flush=True)
 

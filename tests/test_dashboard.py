@@ -1,4 +1,4 @@
-"""The dashboard's server side: its files, the journal it reads (answers, caps, polling), the control token."""
+"""The dashboard's server side: its files, the journal it reads (answers, caps, polls), the control token."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def tenant(name: str) -> dict[str, str]:
 
 def client_for(app: Starlette, **headers: str) -> httpx.Client:
     return httpx.Client(
-        transport=SyncASGITransport(app), base_url="http://kantos.test", headers={"X-Api-Key": ADMIN_KEY, **headers}
+        transport=SyncASGITransport(app),
+        base_url="http://kantos.test",
+        headers={"X-Api-Key": ADMIN_KEY, **headers},
     )
 
 
@@ -114,7 +116,9 @@ def test_a_fault_answer_is_journaled_with_its_body(client: httpx.Client) -> None
 
 
 def test_a_204_is_journaled_with_no_body(client: httpx.Client) -> None:
-    rec = client.post("/api/crm/record", json={"object_id": "obj_companies", "field_values": {"name": "Gone"}}).json()
+    rec = client.post(
+        "/api/crm/record", json={"object_id": "obj_companies", "field_values": {"name": "Gone"}}
+    ).json()
     client.delete(f"/api/crm/record/{rec['id']}")
     entry = client.get("/_mock/requests").json()["data"][-1]
     assert (entry["status"], entry["response_body"], entry["response_size"]) == (204, None, 0)
@@ -124,7 +128,9 @@ def test_bodies_over_the_cap_are_cut_and_the_entry_says_so(client: httpx.Client)
     big = {"object_id": "obj_contacts", "field_values": {"name": "x" * (BODY_CAP + 1000)}}
     sent = client.post("/api/crm/record", json=big)
     assert sent.status_code == 422
-    client.post("/_mock/faults", json={"path": "/api/crm/objects", "status": 500, "text": "y" * (BODY_CAP * 2)})
+    client.post(
+        "/_mock/faults", json={"path": "/api/crm/objects", "status": 500, "text": "y" * (BODY_CAP * 2)}
+    )
     client.get("/api/crm/objects")
     request, answer = client.get("/_mock/requests").json()["data"]
     assert request["body_truncated"] is True
@@ -176,7 +182,16 @@ def test_since_and_limit_give_what_is_new_oldest_first(client: httpx.Client) -> 
     page = client.get("/_mock/requests", params={"since": 2, "limit": 2, "bodies": "false"}).json()
     assert [e["id"] for e in page["data"]] == [4, 5]
     assert (page["last_id"], page["generation"]) == (5, 0)
-    assert set(page["data"][0]) == {"id", "time", "method", "path", "status", "duration_ms", "fault", "client"}
+    assert set(page["data"][0]) == {
+        "id",
+        "time",
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+        "fault",
+        "client",
+    }
     assert client.get("/_mock/requests", params={"since": 5}).json()["data"] == []
 
 
@@ -205,10 +220,17 @@ def test_status_filters_the_journal(client: httpx.Client, status: str, expected:
 
 @pytest.mark.parametrize(
     ("params", "param"),
-    [({"status": "4x"}, "status"), ({"since": "-1"}, "since"), ({"limit": "0"}, "limit"), ({"bodies": "no"}, "bodies")],
+    [
+        ({"status": "4x"}, "status"),
+        ({"since": "-1"}, "since"),
+        ({"limit": "0"}, "limit"),
+        ({"bodies": "no"}, "bodies"),
+    ],
     ids=["status", "since", "limit", "bodies"],
 )
-def test_bad_journal_parameters_are_400_naming_them(client: httpx.Client, params: dict[str, str], param: str) -> None:
+def test_bad_journal_parameters_are_400_naming_them(
+    client: httpx.Client, params: dict[str, str], param: str
+) -> None:
     r = client.get("/_mock/requests", params=params)
     assert r.status_code == 400
     assert r.json()["details"]["param"] == param
@@ -258,8 +280,12 @@ def guarded(fixture_set: FixtureSet, spec: Spec) -> Starlette:
     return create_app(fixture_set, spec=spec, control_token=TOKEN)
 
 
-@pytest.mark.parametrize("path", ["/_mock/requests", "/_mock/ui", "/_mock/ui/app.js", "/_mock/", "/_mock/clock"])
-def test_with_a_token_set_the_control_api_and_dashboard_are_401_without_it(guarded: Starlette, path: str) -> None:
+@pytest.mark.parametrize(
+    "path", ["/_mock/requests", "/_mock/ui", "/_mock/ui/app.js", "/_mock/", "/_mock/clock"]
+)
+def test_with_a_token_set_the_control_api_and_dashboard_are_401_without_it(
+    guarded: Starlette, path: str
+) -> None:
     with client_for(guarded) as c:
         r = c.get(path)
         assert r.status_code == 401
@@ -274,7 +300,9 @@ def test_with_a_token_set_the_control_api_and_dashboard_are_401_without_it(guard
 def test_a_refused_control_call_changes_nothing(guarded: Starlette) -> None:
     with client_for(guarded) as c:
         assert c.post("/_mock/clock", json={"advance": 3600}, headers=tenant("t")).status_code == 401
-        assert c.get("/_mock/tenants", headers={"X-Mock-Token": TOKEN}).json()["data"] == [{"name": "", "default": True}]
+        assert c.get("/_mock/tenants", headers={"X-Mock-Token": TOKEN}).json()["data"] == [
+            {"name": "", "default": True}
+        ]
 
 
 def test_with_a_token_set_the_api_is_unchanged(guarded: Starlette) -> None:

@@ -31,7 +31,9 @@ if not CHROMIUM.exists():
         "the browser tests need Debian's Chromium at /usr/bin/chromium: apt-get install -y chromium",
         allow_module_level=True,
     )
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extras have it)")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="pip install playwright (the dev extras have it)"
+)
 Browser, Page, expect = sync_api.Browser, sync_api.Page, sync_api.expect
 
 CHROMIUM_ARGS = [
@@ -106,12 +108,20 @@ def busy_state(mock: MockServer) -> None:
     with api(mock) as c:
         created = c.post(
             "/api/crm/record",
-            json={"object_id": "obj_contacts", "field_values": {"name": "Jane Smith", "email": "jane@example.com"}},
+            json={
+                "object_id": "obj_contacts",
+                "field_values": {"name": "Jane Smith", "email": "jane@example.com"},
+            },
         ).json()
         c.patch(f"/api/crm/record/{created['id']}", json={"field_values": {"status": "qualified"}})
-        c.get("/api/crm/records/query", params={"object_id": "obj_contacts", "filters": '{"status":"active"}'})
+        c.get(
+            "/api/crm/records/query", params={"object_id": "obj_contacts", "filters": '{"status":"active"}'}
+        )
         c.get("/api/crm/records/query", params={"object_id": "obj_contacts", "filters": '{"nope":1}'})
-        c.post("/_mock/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["record.created"], "secret": "s"})
+        c.post(
+            "/_mock/webhooks",
+            json={"url": "http://127.0.0.1:9/hook", "events": ["record.created"], "secret": "s"},
+        )
         c.post("/api/crm/record", json={"object_id": "obj_companies", "field_values": {"name": "Acme"}})
         mock.fault("GET", "/api/crm/objects", status=503, times=1)
         c.get("/api/crm/objects")
@@ -174,10 +184,14 @@ def test_a_filter_shows_the_same_ids_in_the_same_order_as_the_api(page: Any, moc
     assert first["pagination"]["total"] > 25  # there is a second page to compare
     open_view(page, mock, "records")
     run_query(page, filters, "deal_value", "desc")
-    expect(page.locator("#records-table button[data-id]").first).to_have_attribute("data-id", first["data"][0]["id"])
+    expect(page.locator("#records-table button[data-id]").first).to_have_attribute(
+        "data-id", first["data"][0]["id"]
+    )
     assert shown_ids(page) == [r["id"] for r in first["data"]]
     page.get_by_role("button", name="Next page").click()
-    expect(page.locator("#records-table button[data-id]").first).to_have_attribute("data-id", second["data"][0]["id"])
+    expect(page.locator("#records-table button[data-id]").first).to_have_attribute(
+        "data-id", second["data"][0]["id"]
+    )
     assert shown_ids(page) == [r["id"] for r in second["data"]]
     total = f"{first['pagination']['total']} records · page 2 of {first['pagination']['total_pages']}"
     expect(page.locator("main")).to_contain_text(total)
@@ -190,7 +204,9 @@ def test_a_filter_shows_the_same_ids_in_the_same_order_as_the_api(page: Any, moc
 )
 def test_an_invalid_filter_shows_the_apis_message(page: Any, mock: MockServer, filters: str) -> None:
     with api(mock) as c:
-        answer = c.get("/api/crm/records/query", params={"object_id": "obj_contacts", "filters": filters}).json()
+        answer = c.get(
+            "/api/crm/records/query", params={"object_id": "obj_contacts", "filters": filters}
+        ).json()
     open_view(page, mock, "records")
     run_query(page, filters)
     expect(page.locator("#query-error")).to_be_visible()
@@ -302,9 +318,13 @@ def test_advancing_the_clock_in_the_ui_moves_the_clock_the_api_sees(page: Any, m
     frozen = mock.clock.now()
     page.get_by_label("Seconds").fill("3600")
     page.get_by_role("button", name="Advance the clock").click()
-    expect(page.locator(".clock-now")).to_have_text(re.compile((frozen + timedelta(hours=1)).strftime("^%Y-%m-%dT%H:%M:%S")))
+    expect(page.locator(".clock-now")).to_have_text(
+        re.compile((frozen + timedelta(hours=1)).strftime("^%Y-%m-%dT%H:%M:%S"))
+    )
     with api(mock) as c:
-        created = c.post("/api/crm/record", json={"object_id": "obj_companies", "field_values": {"name": "Later"}})
+        created = c.post(
+            "/api/crm/record", json={"object_id": "obj_companies", "field_values": {"name": "Later"}}
+        )
     at = datetime.fromisoformat(created.json()["created_at"].replace("Z", "+00:00"))
     assert at == (frozen + timedelta(hours=1)).astimezone(UTC).replace(microsecond=0)
 
@@ -317,7 +337,9 @@ def test_reset_in_the_ui_goes_back_to_the_fixture_set(page: Any, mock: MockServe
     page.get_by_role("button", name="Reset tenant").click()
     expect(page.locator("#toast")).to_contain_text("changes undone")
     with api(mock) as c:
-        total = c.get("/api/crm/records/query", params={"object_id": "obj_companies"}).json()["pagination"]["total"]
+        total = c.get("/api/crm/records/query", params={"object_id": "obj_companies"}).json()["pagination"][
+            "total"
+        ]
     assert total == 70
 
 
@@ -325,12 +347,16 @@ def test_reset_in_the_ui_goes_back_to_the_fixture_set(page: Any, mock: MockServe
 
 
 @pytest.mark.slow
-def test_the_token_is_required_on_a_non_loopback_bind_and_accepted_from_the_printed_link(browser: Any) -> None:
+def test_the_token_is_required_on_a_non_loopback_bind_and_accepted_from_the_printed_link(
+    browser: Any,
+) -> None:
     command = [str(CONSOLE_SCRIPT), "serve", "--host", "0.0.0.0", "--port", "0"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:
             lines = Lines(proc)
-            link = lines.wait_for(re.compile(r"dashboard: (http://0\.0\.0\.0:\d+/_mock/login\?code=\S+)")).group(1)
+            link = lines.wait_for(
+                re.compile(r"dashboard: (http://0\.0\.0\.0:\d+/_mock/login\?code=\S+)")
+            ).group(1)
             # Bound to every interface; reached through loopback, so nothing leaves the machine.
             link = link.replace("0.0.0.0", "127.0.0.1")
             base = link.split("/_mock/")[0]
@@ -367,7 +393,9 @@ NAMES = """els => els.filter(e => e.checkVisibility() && !e.disabled).map(e => {
 
 
 @pytest.mark.parametrize("view", VIEWS)
-def test_every_control_has_a_label_and_is_reachable_from_the_keyboard(page: Any, mock: MockServer, view: str) -> None:
+def test_every_control_has_a_label_and_is_reachable_from_the_keyboard(
+    page: Any, mock: MockServer, view: str
+) -> None:
     busy_state(mock)
     open_view(page, mock, view)
     if view == "records":

@@ -21,8 +21,8 @@ from ..domain.errors import KantosError
 from ..domain.fixtures import load_fixtures
 from ..domain.tenants import Tenants
 from ..spec import Spec
-from .api import KantosApi
 from .access import ControlAccess
+from .api import KantosApi
 from .control import control_routes
 from .dashboard import dashboard_routes
 from .gate import Gate, TenantRegistry, is_api_path

@@ -171,11 +171,11 @@ class Gate:
         state = scope.setdefault("state", {})
         headers = Headers(scope=scope)
         access = self.registry.access
-        if access.required and is_control_path(scope["path"]) and scope["path"] != LOGIN_PATH:
-            if not access.allows(headers):
-                state[MOCK_ONLY] = "control token"
-                await error_response(unauthorized())(scope, receive, send)
-                return
+        path = scope["path"]
+        if access.required and is_control_path(path) and path != LOGIN_PATH and not access.allows(headers):
+            state[MOCK_ONLY] = "control token"
+            await error_response(unauthorized())(scope, receive, send)
+            return
         try:
             tenant = self.registry.get(headers.get("x-mock-tenant"))
         except KantosError as exc:
