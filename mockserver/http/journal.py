@@ -137,7 +137,6 @@ def _body(raw: bytes, size: int) -> Any:
         return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
 
 
-#: An entry as stored: `Entry`'s fields, in order, in a plain tuple of immutable values.
 Stored = tuple[
     int,
     int,
@@ -152,12 +151,10 @@ Stored = tuple[
     int,
     bytes,
     int,
+    int,
 ]
-
-
-def _cost(e: Stored) -> int:
-    """What an entry counts against `BYTES_BUDGET`."""
-    return len(e[4]) + len(e[6]) + len(e[11]) + ENTRY_COST
+"""An entry as stored: `Entry`'s fields, in order, then what it counts against the budget: its
+bodies and query string, plus `ENTRY_COST`."""
 
 
 class Journal:
@@ -174,7 +171,7 @@ class Journal:
     reading: a dashboard polls `entries(since=...)`, it is never pushed to."""
 
     def __init__(self, maxlen: int = MAX_ENTRIES, budget: int = BYTES_BUDGET) -> None:
-        self._entries: deque[Stored] = deque()
+        self._entries: deque[Stored] = deque(maxlen=maxlen)
         self._lock = threading.Lock()
         self._next_id = 1
         self._maxlen = maxlen
@@ -214,14 +211,19 @@ class Journal:
         answered (each cut to `BODY_CAP` bytes; an entry says so when cut), the status answered
         (None: no answer was sent), how long it took, the fault rule that fired on it."""
         kept = tuple(headers)  # ASGI servers give (name, value) tuples of bytes: kept as they are
-        # Slicing bytes that fit returns the same object: no copy in the usual case.
-        kept_body = body[:BODY_CAP]
-        kept_response = response[:BODY_CAP]
-        cost = len(query_string) + len(kept_body) + len(kept_response) + ENTRY_COST
+        body_size, response_size = len(body), len(response)
+        # Under the cap (the usual case) the entry keeps the very bytes sent: no copy.
+        if body_size > BODY_CAP:
+            body = body[:BODY_CAP]
+        if response_size > BODY_CAP:
+            response = response[:BODY_CAP]
         entries = self._entries
         with self._lock:
             number = self._next_id
             self._next_id += 1
+            if len(entries) == self._maxlen:  # the deque drops its oldest as this one goes in
+                self._bytes -= entries[0][13]
+            cost = len(query_string) + len(body) + len(response) + ENTRY_COST
             entries.append(
                 (
                     number,
@@ -230,18 +232,20 @@ class Journal:
                     path,
                     query_string,
                     kept,
-                    kept_body,
+                    body,
                     status,
                     duration_ms,
                     fault,
-                    len(body),
-                    kept_response,
-                    len(response),
+                    body_size,
+                    response,
+                    response_size,
+                    cost,
                 )
             )
             self._bytes += cost
-            while len(entries) > self._maxlen or (self._bytes > self._budget and len(entries) > 1):
-                self._bytes -= _cost(entries.popleft())
+            if self._bytes > self._budget:
+                while self._bytes > self._budget and len(entries) > 1:
+                    self._bytes -= entries.popleft()[13]
 
     def clear(self) -> None:
         with self._lock:
@@ -257,7 +261,7 @@ class Journal:
                 return None
             # Ids are consecutive, so the entry's place is its id's distance from the first.
             stored = self._entries[number - self._entries[0][0]]
-        return Entry(*stored).to_json()
+        return Entry(*stored[:13]).to_json()
 
     def entries(
         self,
@@ -284,8 +288,8 @@ class Journal:
                     picked.append(e)
         picked.reverse()
         if bodies:
-            return [Entry(*e).to_json() for e in picked]
-        return [Entry(*e).summary() for e in picked]
+            return [Entry(*e[:13]).to_json() for e in picked]
+        return [Entry(*e[:13]).summary() for e in picked]
 
 
 def _status_test(status: str | None) -> Callable[[int | None], bool]:
