@@ -2,7 +2,7 @@
 import { api, errorText, field, h, json, section, table } from "../lib.js";
 
 const SYSTEM = ["created_at", "updated_at", "id", "created_by"];
-const COLUMNS = 5; // fields shown beside the id; the whole record opens below
+const COLUMNS = 4; // fields shown beside the id (and the sort field); the whole record opens aside
 
 export async function render(root, params, { remember }) {
   const objectSelect = h("select", {});
@@ -104,6 +104,8 @@ export async function render(root, params, { remember }) {
     prev.disabled = pagination.page <= 1;
     next.disabled = pagination.page >= pagination.total_pages;
     const shown = objectFields.slice(0, COLUMNS);
+    const sorted = objectFields.find((f) => f.slug === sort.value);
+    if (sorted && !shown.includes(sorted)) shown.push(sorted); // the column the order comes from
     results.replaceChildren(
       table(
         ["Id", ...shown.map((f) => f.name)],
