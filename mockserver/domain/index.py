@@ -19,6 +19,7 @@ from typing import Any
 from sortedcontainers import SortedList
 
 from .records import KeySpec, Kind, Record
+from .textindex import TextIndex
 
 #: Sorts after every record id (ids are ASCII).
 ID_MAX = "\U0010ffff"
@@ -73,6 +74,10 @@ def window(
 _KEY = itemgetter(0)
 
 
+def _same(key: str) -> str:
+    return key
+
+
 class FieldIndex:
     def __init__(self, spec: KeySpec, records: Iterable[Record]) -> None:
         self.spec = spec
@@ -95,6 +100,15 @@ class FieldIndex:
                     self.options.setdefault(opt, set()).add(rec.id)
         self.sorted = SortedList(pairs)
         self.empties = SortedList(empties)
+        #: The text operators' index (text-like fields), built on their first use.
+        self.text: TextIndex | None = None
+
+    def text_index(self) -> TextIndex:
+        """The field's text index, built from its keys on first use. Keys of text-like fields are
+        their values lowercased, as text operators fold them; `id`'s are the ids as they are."""
+        if self.text is None:
+            self.text = TextIndex(str.lower if self.spec.slug == "id" else _same, self.keys.items())
+        return self.text
 
     def add(self, rec: Record) -> None:
         value = self.spec.get(rec)
@@ -104,6 +118,8 @@ class FieldIndex:
         key = self.spec.sort_key(value)
         self.keys[rec.id] = key
         self.sorted.add((key, rec.id))
+        if self.text is not None:
+            self.text.add(rec.id, key)
         if self.options is not None:
             for opt in value:
                 self.options.setdefault(opt, set()).add(rec.id)
@@ -114,6 +130,8 @@ class FieldIndex:
             self.empties.discard(rec.id)
             return
         self.sorted.discard((key, rec.id))
+        if self.text is not None:
+            self.text.remove(rec.id)
         if self.options is not None:
             for opt in self.spec.get(rec) or ():
                 ids = self.options.get(opt)
