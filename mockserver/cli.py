@@ -100,8 +100,12 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
         gc.freeze()
 
 
+def _progress(message: str) -> None:
+    print(f"kantos-mock: {message}", file=sys.stderr, flush=True)
+
+
 def _serve(ns: argparse.Namespace) -> int:
-    from .domain.fixtures import FixtureError
+    from .domain.fixtures import FixtureError, load_fixtures
     from .http.app import create_app
     from .server import DEFAULT_API_KEY, base_url, bind, serve_forever
 
@@ -111,7 +115,7 @@ def _serve(ns: argparse.Namespace) -> int:
     gc.disable()
     try:
         app = create_app(
-            ns.fixtures,
+            load_fixtures(ns.fixtures, progress=_progress),  # large record files report progress
             spec=ns.spec,
             seed=ns.seed,
             control=ns.control,
