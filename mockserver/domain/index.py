@@ -502,5 +502,8 @@ class ObjectStore:
                 idx.remove(old)
                 idx.add(new)
         for comp in self.composites.values():
+            entry = comp._entry(new)
+            if entry is not None and comp.keys.get(new.id) == entry:
+                continue  # the fields it orders and groups by kept their keys: nothing moves
             comp.remove(old)
             comp.add(new)
