@@ -171,6 +171,7 @@ class QueryChecks(Suite):
                 params["order"] = order
             exp = self.oracle.query(None, slug, order, page, size)
             ex = self.client.query(params)
+            self.report.ran("paging.walk", "paging", "every page of a sorted walk is 200")
             got = self.page_of(ex)
             label = f"sort={slug or '(default)'} order={order} per_page={size}, page {page} of {pages}"
             if got is None:

@@ -427,6 +427,12 @@ class Setup:
                     self.client.log[-1],
                 ),
             )
+        self.report.ran(
+            "setup.record-shape",
+            "setup",
+            "records have id, object_id, field_values, created_at, updated_at, created_by",
+            count=len(docs),
+        )
         try:
             records = [record(doc) for doc in docs.values()]
         except OracleInputError as exc:
