@@ -1,4 +1,4 @@
-"""The `kantos-mock` command line: serve, check-fixtures."""
+"""The `kantos-mock` command line: serve, check-fixtures, conformance, proxy."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ def _parser() -> argparse.ArgumentParser:
         help="check a running Kantos-compatible server against the contract; exit 0 only when it conforms",
     )
     add_conformance_arguments(conformance)
+    proxy = sub.add_parser(
+        "proxy", help="forward a client's traffic to a Kantos server and report where either side strays"
+    )
+    from .proxy.command import add_arguments as add_proxy_arguments
+
+    add_proxy_arguments(proxy)
     return parser
 
 
@@ -67,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_from_args(ns)
     if ns.command == "serve":
         return _serve(ns)
+    if ns.command == "proxy":
+        from .proxy.command import run_from_args as run_proxy
+
+        return run_proxy(ns)
     _parser().print_help()
     return 2
 

@@ -1,0 +1,421 @@
+"""The proxy's ASGI app: forwards each request to the upstream unchanged, then checks the exchange.
+
+The answer goes back to the client as it streams in; the checks run afterwards, one exchange at a
+time in arrival order (later answers are judged against what earlier ones showed), in a task of
+the same event loop, so they never hold up an answer already on its way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+from urllib.parse import parse_qsl
+
+import httpx
+
+from ..conformance.answers import AnswerChecks
+from ..conformance.client import Exchange
+from ..conformance.oracle import OracleInputError, object_def
+from ..conformance.report import Finding, Report
+from ..conformance.shapes import error_shape_problem
+from ..domain.schema import ObjectDef
+from ..spec import Spec
+from ..spec.responses import ResponseValidator
+from .clientside import Request, RequestChecks
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[Message], Any]
+
+#: RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+#: Bodies are kept for the checks up to this size (a page of 100 records is far below it).
+KEEP_BODY = 8 * 1024 * 1024
+SPEC_CHECK = ("spec.response", "spec", "answers match openapi.yaml: status, headers, body")
+
+
+@dataclass(slots=True)
+class Captured:
+    """One exchange as it passed through, with the times it started and ended."""
+
+    method: str
+    path: str
+    query: bytes
+    headers: dict[str, str]  # the request's, lowercased names
+    body: bytes
+    status: int
+    response_headers: list[tuple[str, str]]
+    response_body: bytes
+    sent_at: float
+    answered_at: float
+    error: str = ""
+
+
+class Inspector:
+    """Checks the exchanges the proxy forwards, in order; fetches field definitions as needed."""
+
+    def __init__(
+        self,
+        upstream: str,
+        spec: Spec,
+        out: TextIO | None = None,
+        recorder: Any = None,
+    ) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.out = out if out is not None else sys.stderr
+        #: The upstream's deviations from the contract, and the client's requests the contract refuses.
+        self.server = Report(self.upstream, out=self.out)
+        self.client = Report(self.upstream, out=self.out)
+        self.answers = AnswerChecks(self.server)
+        self.requests = RequestChecks(spec)
+        self.responses = ResponseValidator(spec)
+        self.recorder = recorder
+        self.objects: dict[tuple[str, str], ObjectDef | None] = {}
+        self.record_objects: dict[str, str] = {}  # record id -> object id, from answers
+        self.exchanges = 0
+        self._logged: dict[tuple[int, str], int] = {}
+        self._queue: asyncio.Queue[Captured | None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    # --- the queue ---------------------------------------------------------------------------------
+
+    def submit(self, captured: Captured, http: httpx.AsyncClient) -> None:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._http = http
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+        self._queue.put_nowait(captured)
+
+    async def drain(self) -> None:
+        """Wait until every exchange forwarded so far has been checked."""
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            captured = await self._queue.get()
+            try:
+                if captured is not None:
+                    await self.inspect(captured)
+            except Exception as exc:  # a bug in a check must not stop the checks of later exchanges
+                self.server.problem(f"checking {captured.method if captured else ''} failed: {exc!r}")
+            finally:
+                self._queue.task_done()
+
+    # --- one exchange ------------------------------------------------------------------------------
+
+    async def inspect(self, c: Captured) -> None:
+        self.exchanges += 1
+        items = parse_qsl(c.query.decode("latin-1"), keep_blank_values=True)
+        ex = Exchange(
+            c.method,
+            c.path,
+            items,
+            c.body if c.body or c.method in ("POST", "PATCH", "PUT") else None,
+            c.headers.get("content-type"),
+            "key" if "x-api-key" in c.headers else "none",
+            chunked="content-length" not in c.headers and "transfer-encoding" in c.headers,
+            status=c.status,
+            headers={k.lower(): v for k, v in c.response_headers},
+            text=c.response_body.decode("utf-8", "replace"),
+            error=c.error,
+        )
+        if not c.path.startswith("/api/") or not c.status:
+            return
+        tenant = c.headers.get("x-mock-tenant", "")
+        req = self.requests.read(c.method, c.path, items, c.headers, c.body)
+        obj: ObjectDef | None = None
+        if req.operation is not None and req.mistake is None:
+            obj = await self._object_for(req, ex, tenant, c.headers)
+            if obj is not None and req.needs_fields:
+                self.requests.check_fields(req, obj)
+        self._client_side(req, ex)
+        self._server_side(req, ex, c, obj, tenant)
+        self._log_new(ex)
+        if self.recorder is not None:  # the fixture set needs the objects of the records it holds
+            for oid in _object_ids(ex.json):
+                await self.object(tenant, oid, c.headers)
+
+    def _client_side(self, req: Request, ex: Exchange) -> None:
+        m = req.mistake
+        if m is None:
+            return
+        self.client.fail(
+            m.check_id,
+            m.area,
+            m.title,
+            Finding(
+                f"a request the contract accepts (this one is a {m.status})",
+                f"your code sent {m.message}; the server answered {ex.status}",
+                ex,
+            ),
+        )
+        if 200 <= ex.status < 300:  # the server took what the contract refuses
+            self.server.fail(
+                m.check_id,
+                m.area,
+                m.title,
+                Finding(f"{m.status}: {m.message}", ex.summary(200), ex),
+            )
+
+    def _server_side(
+        self, req: Request, ex: Exchange, c: Captured, obj: ObjectDef | None, tenant: str
+    ) -> None:
+        self.server.ran(*SPEC_CHECK)
+        if c.method != "HEAD" and self.responses.applies_to(c.path):
+            _, violations = self.responses.violations(
+                c.method, c.path, c.status, c.response_headers, c.response_body
+            )
+            # Error bodies are judged by errors.shape, which names the same problem more plainly.
+            if violations and not (c.status >= 400 and error_shape_problem(ex) is not None):
+                self.server.fail(
+                    *SPEC_CHECK, Finding("an answer openapi.yaml declares", "; ".join(violations), ex)
+                )
+        asked = req.asked() if req.mistake is None else None
+        body = req.body if req.mistake is None else None
+        self.answers.check(ex, c.sent_at, c.answered_at, obj, asked, body)
+        doc = ex.json
+        op = req.operation.operation_id if req.operation is not None else ""
+        if op in ("getObject", "createObject") and c.status in (200, 201) and isinstance(doc, dict):
+            self._remember_object(tenant, doc)
+        elif op == "createField" and c.status == 201:
+            self.objects.pop(
+                (tenant, req.path_params.get("object_id", "")), None
+            )  # fetched again when needed
+        if isinstance(doc, dict) and isinstance(doc.get("id"), str) and isinstance(doc.get("object_id"), str):
+            self.record_objects[doc["id"]] = doc["object_id"]
+        if self.recorder is not None:
+            self.recorder.saw(tenant, op, ex, req)
+
+    # --- field definitions ----------------------------------------------------------------------------
+
+    async def _object_for(
+        self, req: Request, ex: Exchange, tenant: str, headers: dict[str, str]
+    ) -> ObjectDef | None:
+        oid = req.object_id
+        if oid is None and req.operation is not None and req.operation.operation_id == "updateRecord":
+            doc = ex.json
+            rid = req.path_params.get("record_id", "")
+            oid = doc.get("object_id") if isinstance(doc, dict) else None
+            oid = oid if isinstance(oid, str) else self.record_objects.get(rid)
+        if oid is None:
+            return None
+        return await self.object(tenant, oid, headers)
+
+    async def object(self, tenant: str, oid: str, headers: dict[str, str]) -> ObjectDef | None:
+        """The object's definition: from an answer seen, else fetched once with the client's key."""
+        key = (tenant, oid)
+        if key not in self.objects and self._http is not None:
+            self.objects[key] = None  # asked once, even when the upstream does not answer
+            fetch = {k: v for k, v in headers.items() if k in ("x-api-key", "x-mock-tenant")}
+            try:
+                r = await self._http.get(f"{self.upstream}/api/crm/objects/{oid}", headers=fetch)
+                if r.status_code == 200:
+                    self._remember_object(tenant, r.json())
+            except (httpx.HTTPError, ValueError) as exc:
+                self.server.note(f"could not fetch the fields of {oid}: {exc!r}")
+            if self.recorder is not None and self.objects.get(key) is not None:
+                for target in self.recorder.missing_targets(tenant):
+                    await self.object(tenant, target, headers)
+        return self.objects.get(key)
+
+    def _remember_object(self, tenant: str, doc: Any) -> None:
+        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
+            return
+        try:
+            obj, _ = object_def(doc)
+        except (OracleInputError, ValueError, TypeError):
+            return
+        self.objects[(tenant, obj.id)] = obj
+        if self.recorder is not None:
+            self.recorder.object_doc(tenant, doc)
+
+    # --- the log --------------------------------------------------------------------------------------
+
+    def _log_new(self, ex: Exchange) -> None:
+        for side, report in (("server", self.server), ("client", self.client)):
+            for check in report.checks.values():
+                key = (id(report), check.id)
+                seen = self._logged.get(key, 0)
+                for f in check.findings[seen:]:
+                    rule = ", ".join(r.id for r in check.rules) or check.id
+                    query = "&".join(f"{k}={v}" for k, v in ex.params)
+                    print(
+                        f"kantos-mock proxy: {side} deviation [{rule}] {ex.method} {ex.path}"
+                        f"{'?' + query if query else ''} -> {ex.status}: {_one_line(f.received)}",
+                        file=self.out,
+                        flush=True,
+                    )
+                self._logged[key] = len(check.findings)
+
+    @property
+    def deviations(self) -> int:
+        return sum(len(c.findings) for c in self.server.checks.values())
+
+    @property
+    def mistakes(self) -> int:
+        return sum(len(c.findings) for c in self.client.checks.values())
+
+
+def _object_ids(doc: Any) -> set[str]:
+    data = doc.get("data") if isinstance(doc, dict) else None
+    docs: list[Any] = data if isinstance(data, list) else [doc]
+    return {d["object_id"] for d in docs if isinstance(d, dict) and isinstance(d.get("object_id"), str)}
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class ProxyApp:
+    """Raw ASGI: no framework between the client's bytes and the upstream's."""
+
+    def __init__(self, upstream: str, inspector: Inspector, timeout: float = 60.0) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.inspector = inspector
+        self.timeout = timeout
+        self.http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self.http is None:
+            self.http = httpx.AsyncClient(
+                timeout=self.timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_keepalive_connections=64),
+            )
+            # httpx adds Accept, Accept-Encoding, User-Agent and Connection to every request by
+            # default: the upstream must see the client's headers only.
+            for name in list(self.http.headers):
+                del self.http.headers[name]
+        return self.http
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        await self.forward(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def close(self) -> None:
+        """Finish the checks of everything forwarded, then close the upstream connections."""
+        await self.inspector.drain()
+        if self.http is not None:
+            await self.http.aclose()
+            self.http = None
+
+    async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
+        http = self._client()
+        sent_at = time.monotonic()
+        method: str = scope["method"]
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        query: bytes = scope.get("query_string", b"")
+        url = self.upstream + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        headers = [
+            (k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP and k.lower() != b"host"
+        ]
+        names = {k.lower(): v for k, v in scope["headers"]}
+        has_body = b"content-length" in names or b"transfer-encoding" in names
+        chunks: list[bytes] = []
+
+        async def body() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                data = message.get("body", b"")
+                if data:
+                    chunks.append(data)
+                    yield data
+                if not message.get("more_body", False):
+                    return
+
+        captured = Captured(
+            method,
+            scope["path"],
+            query,
+            {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+            b"",
+            0,
+            [],
+            b"",
+            sent_at,
+            0.0,
+        )
+        request = http.build_request(method, url, headers=headers, content=body() if has_body else None)
+        try:
+            response = await http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            captured.error = f"{type(exc).__name__}: {exc}"
+            await _bad_gateway(send, self.upstream, captured.error)
+            captured.body = b"".join(chunks)
+            captured.answered_at = time.monotonic()
+            self.inspector.server.problem(
+                f"{method} {scope['path']}: the upstream did not answer: {captured.error}"
+            )
+            return
+        kept = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
+        out: list[bytes] = []
+        size = 0
+        try:
+            await send({"type": "http.response.start", "status": response.status_code, "headers": kept})
+            async for chunk in response.aiter_raw():
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if size < KEEP_BODY:
+                        out.append(chunk)
+                    size += len(chunk)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+        captured.body = b"".join(chunks)
+        captured.status = response.status_code
+        captured.response_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in kept]
+        captured.response_body = b"".join(out) if size <= KEEP_BODY else b""
+        captured.answered_at = time.monotonic()
+        self.inspector.submit(captured, http)
+
+
+async def _bad_gateway(send: Send, upstream: str, error: str) -> None:
+    body = json.dumps(
+        {
+            "error": f"kantos-mock proxy: the upstream {upstream} did not answer: {error}",
+            "code": "BAD_GATEWAY",
+            "status": 502,
+            "details": {"upstream": upstream},
+        }
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 502, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
