@@ -13,7 +13,7 @@ from typing import Any
 
 from ..domain.schema import EMPTY, ObjectDef, check_value, parse_datetime_us
 from .battery import RULES as FILTER_RULES
-from .battery import diagnose_order
+from .battery import diagnose_order, order_check
 from .client import Exchange
 from .oracle import SYSTEM_KEYS, Oracle, OracleInputError, is_empty, record
 from .report import Finding, Report
@@ -137,13 +137,18 @@ class AnswerChecks:
         if expected.error is not None:
             return  # the client's side reports the refused query
         matched = set(expected.ids)
+        for slug, cond in (asked.filters or {}).items():
+            ops = cond if isinstance(cond, dict) else {"bare": cond}
+            for op, operand in ops.items():
+                check_id, title, rule = filter_check(oracle, slug, op, operand)
+                self.report.ran(check_id, "filters", title, rule)
         if asked.filters:
             for rec in records:
                 if rec.id not in matched:
                     self._filter_miss(ex, oracle, asked.filters, rec.id)
         received = [r.id for r in records if r.id in matched]
         slug = asked.sort or "created_at"
-        check_id, title, rule = "sorting.other", "sorted pages match the reference engine", ""
+        check_id, title, rule = order_check(oracle, slug)
         if received != expected.ids:
             diagnosis = diagnose_order(
                 oracle, slug, asked.order == "desc", received, lambda rid: _show(oracle.value(rid, slug))
