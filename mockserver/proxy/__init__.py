@@ -22,13 +22,13 @@ from xml.etree import ElementTree as ET
 import uvicorn
 
 from ..conformance.client import KEY_VARIABLE
-from ..conformance.report import Check, Report, render_check
+from ..conformance.report import Check, Report, _xml_safe, render_check
 from ..server import base_url, bind
 from ..spec import Spec
-from .app import Inspector, ProxyApp
-from .record import Recorder
+from .app import ProxyApp
+from .checker import Checker, State
 
-__all__ = ["ValidationProxy", "uvicorn_config"]
+__all__ = ["State", "ValidationProxy", "uvicorn_config"]
 
 
 def uvicorn_config(app: ProxyApp, **overrides: Any) -> uvicorn.Config:
@@ -57,7 +57,8 @@ class _Server(uvicorn.Server):
 
 
 class ValidationProxy:
-    """The proxy on a real socket (a free port by default), in a background thread."""
+    """The proxy on a real socket (a free port by default), in a background thread; its checks in
+    a process of their own."""
 
     def __init__(
         self,
@@ -68,16 +69,18 @@ class ValidationProxy:
         record: str | Path | None = None,
         spec: str | Path | None = None,
         out: TextIO | None = None,
-        start_timeout: float = 10.0,
+        start_timeout: float = 60.0,
     ) -> None:
         self.upstream = upstream.rstrip("/")
-        self.recorder = Recorder(record) if record is not None else None
-        self.inspector = Inspector(self.upstream, Spec.load(spec), out=out, recorder=self.recorder)
-        self.app = ProxyApp(self.upstream, self.inspector)
+        self.record = str(record) if record is not None else None
+        self.spec = str(spec) if spec is not None else None
+        self.out = out
         self.host, self.port = host, port
         self.start_timeout = start_timeout
         self.url = ""
-        self.recorded = ""  # the summary of the fixture folder written at stop, with --record
+        self.checker: Checker | None = None
+        self.app: ProxyApp | None = None
+        self._state: State | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -86,6 +89,9 @@ class ValidationProxy:
     def start(self) -> ValidationProxy:
         if self._thread is not None:
             return self
+        Spec.load(self.spec)  # a bad spec fails here, not in the checking process
+        self.checker = Checker(self.upstream, self.spec, self.record, self.out, self.start_timeout)
+        self.app = ProxyApp(self.upstream, self.checker.submit)
         sock = bind(self.host, self.port)
         self.url = base_url(sock)
         server = self._server = _Server(uvicorn_config(self.app))
@@ -106,22 +112,22 @@ class ValidationProxy:
             time.sleep(0.002)
         return self
 
-    def drain(self, timeout: float = 30.0) -> None:
+    def drain(self, timeout: float = 60.0) -> None:
         """Wait until every exchange forwarded so far is checked (the proxy keeps running)."""
-        loop = self._server.loop if self._server is not None else None
-        if loop is not None and loop.is_running():
-            asyncio.run_coroutine_threadsafe(self.inspector.drain(), loop).result(timeout)
+        if self.checker is not None:
+            self._state = self.checker.drain(timeout)
 
     def stop(self) -> None:
-        """Stop serving (the shutdown checks what is still queued); then write `--record`'s folder."""
+        """Stop serving, finish the checks, and (with `record`) write the fixture folder."""
         server, thread = self._server, self._thread
         if server is not None:
             server.should_exit = True
         if thread is not None:
             thread.join(timeout=30)
         self._server = self._thread = None
-        if self.recorder is not None and thread is not None:
-            self.recorded = self.recorder.write()
+        if self.checker is not None:
+            self._state = self.checker.stop()
+            self.checker = None
 
     def __enter__(self) -> ValidationProxy:
         return self.start()
@@ -134,22 +140,38 @@ class ValidationProxy:
     # --- results -----------------------------------------------------------------------------------
 
     @property
+    def state(self) -> State:
+        """The reports as of the last `drain()` or `stop()`."""
+        if self._state is None:
+            return State(self.upstream, Report(self.upstream), Report(self.upstream))
+        return self._state
+
+    @property
     def server_report(self) -> Report:
         """The upstream's deviations from the contract, by the kit's check ids."""
-        return self.inspector.server
+        return self.state.server
 
     @property
     def client_report(self) -> Report:
         """The client's requests that the contract refuses, by the kit's check ids."""
-        return self.inspector.client
+        return self.state.client
 
     @property
     def deviations(self) -> int:
-        return self.inspector.deviations
+        return self.state.deviations
 
     @property
     def mistakes(self) -> int:
-        return self.inspector.mistakes
+        return self.state.mistakes
+
+    @property
+    def exchanges(self) -> int:
+        return self.state.exchanges
+
+    @property
+    def recorded(self) -> str:
+        """With `record`: the summary of the fixture folder written at `stop()`."""
+        return self.state.recorded
 
     def findings(self, side: str = "server") -> dict[str, list[str]]:
         """Rule id -> the check ids that found something, on one side ("server" or "client")."""
@@ -161,17 +183,14 @@ class ValidationProxy:
         return out
 
     def render(self, max_examples: int = 3) -> str:
-        return render(self.inspector, max_examples)
+        return render(self.state, max_examples)
 
     def write_json(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(as_json(self.inspector), indent=2) + "\n", encoding="utf-8")
+        Path(path).write_text(json.dumps(as_json(self.state), indent=2) + "\n", encoding="utf-8")
 
     def write_junit(self, path: str | Path) -> None:
-        tree = ET.ElementTree(junit(self.inspector))
-        ET.indent(tree)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tree.write(path, encoding="utf-8", xml_declaration=True)
+        write_junit(self.state, path)
 
 
 # --- reports ---------------------------------------------------------------------------------------
@@ -181,7 +200,7 @@ def _failing(report: Report) -> list[Check]:
     return sorted(report.failing, key=lambda c: (c.rule_area, c.id))
 
 
-def render(inspector: Inspector, max_examples: int = 3) -> str:
+def render(inspector: State, max_examples: int = 3) -> str:
     server, client = _failing(inspector.server), _failing(inspector.client)
     base = inspector.upstream
     lines = ["", "=" * 78]
@@ -202,6 +221,13 @@ def render(inspector: Inspector, max_examples: int = 3) -> str:
         lines += ["", "THE CLIENT'S SIDE: requests the contract refuses (forwarded all the same)"]
         for i, c in enumerate(client, 1):
             lines += ["", *render_check(c, base, i, max_examples)]
+    if inspector.unchecked:
+        lines += [
+            "",
+            f"note: {inspector.unchecked} exchange(s) went through unchecked: the checks fell behind",
+        ]
+    if inspector.record_error:
+        lines += ["", f"! {inspector.record_error}"]
     problems = inspector.server.problems
     if problems:
         lines += ["", "The proxy could not check everything:", *(f"  ! {p}" for p in problems)]
@@ -212,7 +238,7 @@ def render(inspector: Inspector, max_examples: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_json(inspector: Inspector) -> dict[str, Any]:
+def as_json(inspector: State) -> dict[str, Any]:
     def side(report: Report) -> list[dict[str, Any]]:
         return [
             {
@@ -239,6 +265,7 @@ def as_json(inspector: Inspector) -> dict[str, Any]:
     return {
         "upstream": inspector.upstream,
         "exchanges": inspector.exchanges,
+        "unchecked": inspector.unchecked,
         "deviations": inspector.deviations,
         "client_mistakes": inspector.mistakes,
         "server": side(inspector.server),
@@ -248,7 +275,7 @@ def as_json(inspector: Inspector) -> dict[str, Any]:
     }
 
 
-def junit(inspector: Inspector) -> ET.Element:
+def junit(inspector: State) -> ET.Element:
     """The kit's JUnit (one case per rule; unexercised rules skipped) for the server's side, and a
     suite of the client's mistakes, one case per rule they break."""
     root = inspector.server.junit()
@@ -265,7 +292,14 @@ def junit(inspector: Inspector) -> ET.Element:
     for c in failing:
         case = ET.SubElement(suite, "testcase", classname="proxy.client", name=c.id)
         failure = ET.SubElement(case, "failure", message=c.title, type="client-mistake")
-        failure.text = "\n".join(render_check(c, inspector.upstream, None, 50))
+        failure.text = _xml_safe("\n".join(render_check(c, inspector.upstream, None, 50)))
     root.set("tests", str(int(root.get("tests", "0")) + len(failing)))
     root.set("failures", str(int(root.get("failures", "0")) + len(failing)))
     return root
+
+
+def write_junit(state: State, path: str | Path) -> None:
+    tree = ET.ElementTree(junit(state))
+    ET.indent(tree)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tree.write(path, encoding="utf-8", xml_declaration=True)

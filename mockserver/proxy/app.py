@@ -1,13 +1,13 @@
-"""The proxy's ASGI app: forwards each request to the upstream unchanged, then checks the exchange.
+"""The proxy's ASGI app, which forwards each request to the upstream unchanged, and the Inspector,
+which checks each exchange afterwards.
 
-The answer goes back to the client as it streams in; the checks run afterwards, one exchange at a
-time in arrival order (later answers are judged against what earlier ones showed), in a task of
-the same event loop, so they never hold up an answer already on its way.
+The answer goes back to the client as it streams in; the exchange then goes to the Inspector, in
+another process (`checker.py`), one exchange at a time in arrival order (later answers are judged
+against what earlier ones showed), so the checks never hold up an answer nor the next request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -25,8 +25,9 @@ from ..conformance.report import Finding, Report
 from ..conformance.shapes import error_shape_problem
 from ..domain.schema import ObjectDef
 from ..spec import Spec
-from ..spec.responses import ResponseValidator
+from ..spec.responses import FastResponseValidator
 from .clientside import Request, RequestChecks
+from .upstream import Upstream, UpstreamError
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -86,46 +87,21 @@ class Inspector:
         self.client = Report(self.upstream, out=self.out)
         self.answers = AnswerChecks(self.server)
         self.requests = RequestChecks(spec)
-        self.responses = ResponseValidator(spec)
+        self.responses = FastResponseValidator(spec)
         self.recorder = recorder
         self.objects: dict[tuple[str, str], ObjectDef | None] = {}
         self.record_objects: dict[str, str] = {}  # record id -> object id, from answers
         self.exchanges = 0
         self._logged: dict[tuple[int, str], int] = {}
-        self._queue: asyncio.Queue[Captured | None] | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._http: httpx.AsyncClient | None = None
-
-    # --- the queue ---------------------------------------------------------------------------------
-
-    def submit(self, captured: Captured, http: httpx.AsyncClient) -> None:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._http = http
-            self._worker = asyncio.get_running_loop().create_task(self._work())
-        self._queue.put_nowait(captured)
-
-    async def drain(self) -> None:
-        """Wait until every exchange forwarded so far has been checked."""
-        if self._queue is not None:
-            await self._queue.join()
-
-    async def _work(self) -> None:
-        assert self._queue is not None
-        while True:
-            captured = await self._queue.get()
-            try:
-                if captured is not None:
-                    await self.inspect(captured)
-            except Exception as exc:  # a bug in a check must not stop the checks of later exchanges
-                self.server.problem(f"checking {captured.method if captured else ''} failed: {exc!r}")
-            finally:
-                self._queue.task_done()
+        #: For fetching field definitions; set by the process that runs the checks.
+        self.http: httpx.AsyncClient | None = None
 
     # --- one exchange ------------------------------------------------------------------------------
 
     async def inspect(self, c: Captured) -> None:
         self.exchanges += 1
+        if c.error:
+            self.server.problem(f"{c.method} {c.path}: the upstream did not answer: {c.error}")
         items = parse_qsl(c.query.decode("latin-1"), keep_blank_values=True)
         ex = Exchange(
             c.method,
@@ -225,11 +201,11 @@ class Inspector:
     async def object(self, tenant: str, oid: str, headers: dict[str, str]) -> ObjectDef | None:
         """The object's definition: from an answer seen, else fetched once with the client's key."""
         key = (tenant, oid)
-        if key not in self.objects and self._http is not None:
+        if key not in self.objects and self.http is not None:
             self.objects[key] = None  # asked once, even when the upstream does not answer
             fetch = {k: v for k, v in headers.items() if k in ("x-api-key", "x-mock-tenant")}
             try:
-                r = await self._http.get(f"{self.upstream}/api/crm/objects/{oid}", headers=fetch)
+                r = await self.http.get(f"{self.upstream}/api/crm/objects/{oid}", headers=fetch)
                 if r.status_code == 200:
                     self._remember_object(tenant, r.json())
             except (httpx.HTTPError, ValueError) as exc:
@@ -289,26 +265,15 @@ def _one_line(text: str, limit: int = 240) -> str:
 
 
 class ProxyApp:
-    """Raw ASGI: no framework between the client's bytes and the upstream's."""
+    """Raw ASGI: no framework between the client's bytes and the upstream's. `sink` receives each
+    exchange once the answer has gone back (the checks run in another process)."""
 
-    def __init__(self, upstream: str, inspector: Inspector, timeout: float = 60.0) -> None:
+    def __init__(self, upstream: str, sink: Callable[[Captured], None], timeout: float = 60.0) -> None:
         self.upstream = upstream.rstrip("/")
-        self.inspector = inspector
+        self.sink = sink
         self.timeout = timeout
-        self.http: httpx.AsyncClient | None = None
-
-    def _client(self) -> httpx.AsyncClient:
-        if self.http is None:
-            self.http = httpx.AsyncClient(
-                timeout=self.timeout,
-                follow_redirects=False,
-                limits=httpx.Limits(max_keepalive_connections=64),
-            )
-            # httpx adds Accept, Accept-Encoding, User-Agent and Connection to every request by
-            # default: the upstream must see the client's headers only.
-            for name in list(self.http.headers):
-                del self.http.headers[name]
-        return self.http
+        self.http = Upstream(self.upstream, timeout=timeout)
+        self.closing: list[Callable[[], Any]] = []  # called at the lifespan's shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -324,29 +289,26 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.close()
+                await self.http.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def close(self) -> None:
-        """Finish the checks of everything forwarded, then close the upstream connections."""
-        await self.inspector.drain()
-        if self.http is not None:
-            await self.http.aclose()
-            self.http = None
-
     async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
-        http = self._client()
         sent_at = time.monotonic()
         method: str = scope["method"]
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope.get("query_string", b"")
-        url = self.upstream + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        headers = [
-            (k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP and k.lower() != b"host"
-        ]
-        names = {k.lower(): v for k, v in scope["headers"]}
-        has_body = b"content-length" in names or b"transfer-encoding" in names
+        target = raw_path + (b"?" + query if query else b"")
+        headers: list[tuple[bytes, bytes]] = []
+        has_length = chunked = False
+        for k, v in scope["headers"]:
+            name = k.lower()
+            if name == b"content-length":
+                has_length = True
+            elif name == b"transfer-encoding":
+                chunked = True
+            if name not in HOP_BY_HOP and name != b"host":
+                headers.append((k, v))
         chunks: list[bytes] = []
 
         async def body() -> AsyncIterator[bytes]:
@@ -373,38 +335,37 @@ class ProxyApp:
             sent_at,
             0.0,
         )
-        request = http.build_request(method, url, headers=headers, content=body() if has_body else None)
+        streamed = has_length or chunked
         try:
-            response = await http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            captured.error = f"{type(exc).__name__}: {exc}"
+            response = await self.http.send(
+                method, target, headers, body() if streamed else None, chunked and not has_length
+            )
+        except UpstreamError as exc:
+            captured.error = str(exc)
             await _bad_gateway(send, self.upstream, captured.error)
             captured.body = b"".join(chunks)
             captured.answered_at = time.monotonic()
-            self.inspector.server.problem(
-                f"{method} {scope['path']}: the upstream did not answer: {captured.error}"
-            )
+            self.sink(captured)
             return
-        kept = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
+        kept = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
         out: list[bytes] = []
         size = 0
         try:
-            await send({"type": "http.response.start", "status": response.status_code, "headers": kept})
-            async for chunk in response.aiter_raw():
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if size < KEEP_BODY:
-                        out.append(chunk)
-                    size += len(chunk)
+            await send({"type": "http.response.start", "status": response.status, "headers": kept})
+            async for chunk in response.chunks(self.timeout):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if size < KEEP_BODY:
+                    out.append(chunk)
+                size += len(chunk)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await response.aclose()
+            response.release()
         captured.body = b"".join(chunks)
-        captured.status = response.status_code
+        captured.status = response.status
         captured.response_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in kept]
         captured.response_body = b"".join(out) if size <= KEEP_BODY else b""
         captured.answered_at = time.monotonic()
-        self.inspector.submit(captured, http)
+        self.sink(captured)
 
 
 async def _bad_gateway(send: Send, upstream: str, error: str) -> None:

@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
 from .. import __version__
 from ..server import base_url, bind
-from . import ValidationProxy, uvicorn_config
+from ..spec import Spec
+from . import as_json, render, uvicorn_config, write_junit
+from .app import ProxyApp
+from .checker import Checker, State
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,19 +52,22 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def run_from_args(ns: argparse.Namespace) -> int:
     try:
-        proxy = ValidationProxy(ns.upstream, record=ns.record, spec=ns.spec, out=sys.stderr)
-    except (OSError, ValueError) as exc:
+        Spec.load(ns.spec)
+        checker = Checker(ns.upstream.rstrip("/"), ns.spec, ns.record, sys.stderr)
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"kantos-mock proxy: cannot start: {exc}", file=sys.stderr)
         return 2
     try:
         sock = bind(ns.host, ns.port)
     except OSError as exc:
+        checker.stop()
         print(
             f"kantos-mock proxy: cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}", file=sys.stderr
         )
         return 2
     url = base_url(sock)
-    config = uvicorn_config(proxy.app)
+    app = ProxyApp(ns.upstream, checker.submit)
+    config = uvicorn_config(app)
     server = uvicorn.Server(config)
 
     async def main() -> None:
@@ -67,40 +75,42 @@ def run_from_args(ns: argparse.Namespace) -> int:
         while not server.started and not task.done():
             await asyncio.sleep(0.005)
         if server.started:
-            print(f"kantos-mock {__version__} proxy at {url}, forwarding to {proxy.upstream}", flush=True)
+            print(f"kantos-mock {__version__} proxy at {url}, forwarding to {app.upstream}", flush=True)
             print(f"base URL: {url}", flush=True)
         await task
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
-    # uvicorn shuts down on Ctrl-C or SIGTERM (the lifespan shutdown finishes the queued checks),
-    # then raises the signal again: KeyboardInterrupt.
-    with (
-        contextlib.suppress(KeyboardInterrupt),
-        asyncio.Runner(loop_factory=config.get_loop_factory()) as runner,
-    ):
-        runner.run(main())
-    sock.close()
-    return finish(proxy, ns)
+    # uvicorn shuts down on Ctrl-C or SIGTERM, then raises the signal again: KeyboardInterrupt.
+    try:
+        with (
+            contextlib.suppress(KeyboardInterrupt),
+            asyncio.Runner(loop_factory=config.get_loop_factory()) as runner,
+        ):
+            runner.run(main())
+    finally:
+        sock.close()
+        state = checker.stop()
+    return finish(state, ns)
 
 
-def finish(proxy: ValidationProxy, ns: argparse.Namespace) -> int:
+def finish(state: State, ns: argparse.Namespace) -> int:
     """Print the text report, write the others; the exit status."""
-    print(proxy.render(), flush=True)
+    print(render(state), flush=True)
     if ns.report:
-        proxy.write_json(ns.report)
+        Path(ns.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(ns.report).write_text(json.dumps(as_json(state), indent=2) + "\n", encoding="utf-8")
         print(f"report: {ns.report}", flush=True)
     if ns.junit:
-        proxy.write_junit(ns.junit)
+        write_junit(state, ns.junit)
         print(f"junit: {ns.junit}", flush=True)
     status = 0
-    if ns.record and proxy.recorder is not None:
-        try:
-            print(proxy.recorder.write(), flush=True)
-        except Exception as exc:  # the report above must still come out whole
-            print(f"kantos-mock proxy: --record: {exc}", file=sys.stderr)
-            status = 2
-    failed = proxy.deviations + (0 if ns.ignore_client else proxy.mistakes)
+    if state.recorded:
+        print(state.recorded, flush=True)
+    if state.record_error:
+        print(f"kantos-mock proxy: {state.record_error}", file=sys.stderr)
+        status = 2
+    failed = state.deviations + (0 if ns.ignore_client else state.mistakes)
     if ns.fail_on_deviation and failed:
         return 1
     return status
