@@ -67,7 +67,8 @@ class Response:
 
     async def _feed(self, timeout: float) -> bool:
         """Read and parse one piece; False at end of stream."""
-        data = await asyncio.wait_for(self._conn.reader.read(65_536), timeout)
+        async with asyncio.timeout(timeout):  # no task per read, unlike wait_for
+            data = await self._conn.reader.read(65_536)
         if not data:
             with contextlib.suppress(httptools.HttpParserError):
                 self._parser.feed_data(b"")  # a body delimited by the end of the connection ends here
@@ -106,13 +107,20 @@ class Response:
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is None:
             return
-        keep = (
-            self._done
-            and not self._head_only
-            and self._parser is not None
-            and self._parser.should_keep_alive()
-        )
-        self._upstream.give_back(conn) if keep else conn.close()
+        if self._done and not self._head_only and self._parser is not None and self._reusable():
+            self._upstream.give_back(conn)
+        else:
+            conn.close()
+
+    def _reusable(self) -> bool:
+        """HTTP/1.1, no `Connection: close`, a body of known length: the connection may carry the
+        next request. (httptools' should_keep_alive() is False once a response is complete.)"""
+        if self._parser.get_http_version() != "1.1":
+            return False
+        names = {k.lower(): v.lower() for k, v in self.headers}
+        if b"close" in names.get(b"connection", b""):
+            return False
+        return b"content-length" in names or b"transfer-encoding" in names or self.status in (204, 304)
 
 
 class Upstream:
