@@ -615,3 +615,42 @@ def test_the_command_reports_at_shutdown_and_fails_on_deviation(tmp_path: Path) 
     root = ET.parse(junit_path).getroot()
     case = next(c for c in root.iter("testcase") if c.get("classname") == "proxy.client")
     assert case.get("name") == "paging.limit.per_page" and case.find("failure") is not None
+
+
+def test_the_readme_ci_job_fails_when_the_client_strays(tmp_path: Path) -> None:
+    """The README's CI step, run as written: the sandbox is the mock, `npm test` two curls, the
+    second with per_page=500, so the step ends with the proxy's exit status 1, its reports written
+    and the records the first query showed recorded."""
+    text = README.read_text().split("## Validation proxy for client teams", 1)[1]
+    script = text.split("- run: |\n", 1)[1].split("        env:", 1)[0]
+    script = "\n".join(line.removeprefix("          ") for line in script.splitlines())
+    port = str(_free_port())
+    curl = f'curl -s -G "$KANTOS_BASE_URL{QUERY}" -H "X-Api-Key: $KANTOS_API_KEY" -d object_id=obj_contacts'
+    suite = f"sh -c '{curl} -d per_page=5; {curl} -d per_page=500'"
+    with MockServer(seed=4) as mock:
+        script = script.replace("https://sandbox.kantos.example", mock.url).replace("8010", port)
+        script = script.replace("npm test", suite)
+        env = {
+            **os.environ,
+            "KANTOS_API_KEY": KEY,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
+        run = subprocess.run(
+            ["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "client deviation [paging.limits]" in run.stderr
+    assert json.loads((tmp_path / "kantos-proxy.json").read_text())["client_mistakes"] == 1
+    assert ET.parse(tmp_path / "kantos-proxy.xml").getroot().get("name") == "kantos-proxy"
+    recorded = load_fixtures(tmp_path / "kantos-fixtures")
+    # The contacts the query showed, and the object their reference field points at.
+    assert sorted(o.id for o in recorded.objects) == ["obj_companies", "obj_contacts"]
+    assert len(recorded.records) == 5
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
