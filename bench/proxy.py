@@ -177,7 +177,8 @@ def main() -> int:
     )
     print(
         f"machine: {os.cpu_count()} CPUs; load average before {load_before[0]:.2f}, "
-        f"after {load_after[0]:.2f} (each server is one process; the load generator and the proxy's checks share the same CPUs)"
+        f"after {load_after[0]:.2f} (each server is one process; the load generator and the proxy's "
+        "checks share the same CPUs)"
     )
     for v in verdicts:
         print(v)
