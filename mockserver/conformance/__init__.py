@@ -133,6 +133,7 @@ def check(
     base_url = base_url.rstrip("/")
     report = Report(base_url, out if out is not None else sys.stdout)
     seed = seed if seed is not None else secrets.randbits(32)
+    report.seed = seed
     rng = random.Random(seed)
     marker = secrets.token_hex(3)  # new on every run: objects cannot be deleted, names must not clash
     report.progress(
@@ -148,7 +149,6 @@ def check(
     unknown = report.unknown_checks()
     if unknown:  # a bug in the kit: every check must name a rule of the contract
         report.problem(f"checks that name no rule of the contract: {', '.join(unknown)}")
-    report.seed = seed
     return report
 
 

@@ -86,6 +86,8 @@ class Exchange:
             parts += ["-H", f'"X-Api-Key: ${OTHER_KEY_VARIABLES[self.auth]}"']
         if self.content_type is not None:
             parts += ["-H", shlex.quote(f"Content-Type: {self.content_type}")]
+        elif self.body is not None:
+            parts += ["-H", "'Content-Type:'"]  # no type at all (curl would send a form's)
         if self.chunked:
             parts += ["-H", shlex.quote("Transfer-Encoding: chunked")]
         if as_form:

@@ -86,26 +86,33 @@ class RecordChecks(Suite):
         self._delete(rid)
 
     def attach_reproducers(self) -> None:
-        """Findings on the CRUD record replay its writes first: the record is gone after the run."""
-        rid = self.crud_record
-        if rid is None:
+        """Findings on a record the run created and then deleted replay its writes first (the POST
+        that created it, then each PATCH), so the reproducer works after the run."""
+        gone = set(self.client.created) - set(self.setup.battery_records)
+        if not gone:
             return
         position = {id(ex): i for i, ex in enumerate(self.client.log)}
-        writes = [
-            ex
-            for ex in self.client.log
-            if 200 <= ex.status < 300
-            and (
-                (ex.method == "POST" and isinstance(ex.json, dict) and ex.json.get("id") == rid)
-                or (ex.method in ("PATCH", "DELETE") and ex.path == f"/api/crm/record/{rid}")
-            )
-        ]
+        writes: dict[str, list[Exchange]] = {}
+        for ex in self.client.log:
+            if not 200 <= ex.status < 300:
+                continue
+            if ex.method == "POST" and ex.path == "/api/crm/record" and isinstance(ex.json, dict):
+                rid = ex.json.get("id")
+                if rid in gone:
+                    writes.setdefault(rid, []).append(ex)
+            elif ex.method == "PATCH" and ex.path.startswith("/api/crm/record/"):
+                rid = ex.path.rsplit("/", 1)[1]
+                if rid in writes:
+                    writes[rid].append(ex)
         for check in self.report.checks.values():
             for f in check.findings:
-                if f.request is None or f.steps or rid not in f.request.path:
+                if f.request is None or f.steps or not f.request.path.startswith("/api/crm/record/"):
+                    continue
+                rid = f.request.path.rsplit("/", 1)[1]
+                if rid not in writes:
                     continue
                 at = position.get(id(f.request), len(self.client.log))
-                f.steps = [w for w in writes if position[id(w)] < at]
+                f.steps = [w for w in writes[rid] if position[id(w)] < at]
                 f.record_id = rid
 
     def _other_value(self, slug: str, old: Any) -> Any:

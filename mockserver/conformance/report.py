@@ -71,9 +71,9 @@ class Report:
         self.notes: list[str] = []
         self.problems: list[str] = []  # the kit could not do something: exit status 2
         self.started = time.monotonic()
-        self.seed: int | None = None  # the seed of the run's data and queries, once known
         #: Seconds spent in each phase of the run (setup, filters, …, schemathesis), in run order.
         self.timings: dict[str, float] = {}
+        self.seed: int | None = None  # the run's seed, shown in the HTML report
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -291,14 +291,21 @@ def render_check(c: Check, base_url: str, number: int | None, max_examples: int)
 
 
 def _reproducer(f: Finding, base_url: str) -> list[str]:
+    commands = reproducer_commands(f, base_url)
+    lines = [f"      $ {command}" for command in commands]
+    if len(commands) > 1:
+        lines.insert(0, "      reproduce in order (the first request creates the record again):")
+    return lines
+
+
+def reproducer_commands(f: Finding, base_url: str) -> list[str]:
+    """The shell commands that replay a finding, in order (none when it has no request to replay)."""
     if f.curl is not None:
-        return [f"      $ {f.curl}"]
+        return [f.curl]
     if f.request is None:
         return []
     var = (f.record_id, "REC_ID") if f.record_id else None
     lines = []
-    if f.steps:
-        lines.append("      reproduce in order (the first request creates the record again):")
     for step in f.steps:
         if (
             var is not None
@@ -307,10 +314,10 @@ def _reproducer(f: Finding, base_url: str) -> list[str]:
             and step.json.get("id") == var[0]
         ):
             grab = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])'"
-            lines.append(f"      $ REC_ID=$({step.curl(base_url, headers=False)} | {grab})")
+            lines.append(f"REC_ID=$({step.curl(base_url, headers=False)} | {grab})")
         else:
-            lines.append(f"      $ {step.curl(base_url, var=var)}")
-    lines.append(f"      $ {f.request.curl(base_url, var=var)}")
+            lines.append(step.curl(base_url, var=var))
+    lines.append(f.request.curl(base_url, var=var))
     return lines
 
 

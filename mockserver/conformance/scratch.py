@@ -14,6 +14,10 @@ from .shapes import check_error
 
 OMIT: Any = object()
 
+# Record i's value of the field at position pos is LIST[(7 * i + 3 * pos) % len(LIST)]: each list's
+# length must be coprime with 7, or a field would cycle through only some of its values
+# (tests/test_conformance_rules.py checks it).
+
 #: The scratch object's fields: one of every type, with options that make sorting interesting
 #: (stages out of alphabetical order, choices in mixed case).
 SCRATCH_FIELDS: list[dict[str, Any]] = [
@@ -55,10 +59,11 @@ _TEXT = [
     "mike November",
     "Øresund Bridge",
     "Дмитрий Иванов",
+    "bravo Zulu",
 ]
 _LONG = ["First line\nsecond Line", "notes about ALPHA", "short", "Notes about alpha", "Ünïcode text"]
 _NUMBER = [-5, 0, 1.5, 3, 3, 7, 10, 42, 1000000, -0.25]
-_CURRENCY = [0, 99.99, 100, 100, 250.5, 12.25, 5000]
+_CURRENCY = [0, 99.99, 100, 100, 250.5, 12.25, 5000, 0.5]
 _EMAIL_USERS = ["Ann", "bob", "CAROL", "dave", "Eve"]
 _PHONE = ["+1 (555) 010-0001", "+44 20 7946 0958", "555.010.0002", "+1 (555) 010-0001", "0123 456 789"]
 _URL = ["https://example.com/a", "http://Example.org/B", "https://example.com/a", "https://kantos.test/p?q=1"]
@@ -72,6 +77,7 @@ _DATETIME = [
     "2024-01-15T10:30:00Z",
     "2025-03-09T23:59:00+05:30",
     "2024-03-01T01:30:00+03:00",  # 2024-02-29 in UTC: a date operand must not read it as March
+    "2023-12-31T23:30:00-01:00",  # 2024-01-01 in UTC
 ]
 
 

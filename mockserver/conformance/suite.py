@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..domain.schema import FieldType
-from .battery import diagnose_order
+from .battery import Diagnosis, diagnose_order
 from .client import Client, Exchange, dumps
 from .oracle import SYSTEM_KEYS, Oracle, is_empty
 from .report import Finding, Report
@@ -138,7 +138,14 @@ class Suite:
         return rid + " (" + ", ".join(f"{s} = {self.show(rid, s)}" for s in slugs) + ")"
 
     def _order_finding(
-        self, ex: Exchange, slug: str, desc: bool, received: list[str], expected: list[str], label: str
+        self,
+        ex: Exchange,
+        slug: str,
+        desc: bool,
+        received: list[str],
+        expected: list[str],
+        label: str,
+        default: bool = False,
     ) -> None:
         diag = diagnose_order(self.oracle, slug, desc, received, lambda r: self.show(r, slug))
         finding = Finding(
@@ -148,7 +155,18 @@ class Suite:
             label,
             [diag.detail] if diag else [],
         )
-        if diag is None:
+        self.report_order(finding, diag, default)
+
+    def report_order(self, finding: Finding, diag: Diagnosis | None, default: bool = False) -> None:
+        """A page out of order, under the rule it breaks: without sort and order, the default's."""
+        if default:
+            check = (
+                "paging.defaults",
+                "paging",
+                "without page and per_page: page 1 of 25, sorted by created_at asc",
+            )
+            self.report.fail(*check, finding)
+        elif diag is None:
             self.report.fail("sorting.other", "sorting", "sorted pages match the reference engine", finding)
         else:
             self.report.fail(diag.check_id, "sorting", diag.title, finding, diag.rule)

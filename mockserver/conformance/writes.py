@@ -20,6 +20,7 @@ class WriteChecks(Suite):
     """Creates, PATCHes and deletes of the kit's own records, each answer checked against the rules."""
 
     _serial = 2000  # record numbers for values_for(): distinct unique values on every create
+    _ryw_start = 0  # where in the client's log the read-your-writes sequence began
 
     def run_writes(self) -> None:
         self.report.progress("writes: required, defaults, empties, PATCH body, uniqueness, read-your-writes")
@@ -40,9 +41,13 @@ class WriteChecks(Suite):
         values = self.setup.values_for(self.scratch, WriteChecks._serial)
         keep = {f.slug for f in self.obj.fields if f.required or f.unique}
         out = {k: v for k, v in values.items() if k in keep and not is_empty(v)}
-        for f in self.obj.fields:
-            if f.required and f.slug not in out:
-                alt = self.setup.values_for(self.scratch, WriteChecks._serial, variant=1).get(f.slug)
+        for f in self.obj.fields:  # required and unique fields always get a value: no check skips by luck
+            for variant in range(1, 4):
+                if f.slug in out or f.slug not in keep:
+                    break
+                # Another record number (past any other) whose value here is not left empty.
+                number = WriteChecks._serial + 100_001 * variant
+                alt = self.setup.values_for(self.scratch, number).get(f.slug)
                 if not is_empty(alt):
                     out[f.slug] = alt
         out.update(overrides)
@@ -280,25 +285,33 @@ class WriteChecks(Suite):
         marker = f"ryw{self.setup.marker}"
         slug = text.slug
         first, second = f"{marker} alpha", f"{marker} omega"
+        start = len(self.client.log)  # a finding replays the sequence from here: creation, queries, writes
+        self._ryw_start = start
         ex = self.create(self.fresh(**{slug: first}))
         rid = self.created_id(ex)
         if rid is None:
             return
-        self._sees(rid, {slug: {"$contains": marker}}, [rid], "create")
-        self._sees(rid, {slug: {"$eq": first}}, [rid], "create")
+        latest = ex.json
+        self._sees(rid, {slug: {"$contains": marker}}, [rid], "create", latest)
+        self._sees(rid, {slug: {"$eq": first}}, [rid], "create", latest)
         ex = self.patch(rid, {"field_values": {slug: second}})
         if ex.status == 200:
-            self._sees(rid, {slug: {"$eq": second}}, [rid], "update")
+            latest = ex.json
+            self._sees(rid, {slug: {"$eq": second}}, [rid], "update", latest)
             self._sees(rid, {slug: {"$eq": first}}, [], "update")
-            self._sees(rid, {slug: {"$contains": "omega", "$starts_with": marker}}, [rid], "update")
+            self._sees(rid, {slug: {"$contains": "omega", "$starts_with": marker}}, [rid], "update", latest)
         number = next((f for f in self._optional((FieldType.NUMBER, FieldType.CURRENCY))), None)
         if number is not None:
             ex = self.patch(rid, {"field_values": {number.slug: 987654.5}})
             if ex.status == 200:
-                self._sees(rid, {slug: {"$contains": marker}, number.slug: {"$gte": 987654}}, [rid], "update")
+                latest = ex.json
+                filters = {slug: {"$contains": marker}, number.slug: {"$gte": 987654}}
+                self._sees(rid, filters, [rid], "update", latest)
             ex = self.patch(rid, {"field_values": {number.slug: None}})
             if ex.status == 200:
-                self._sees(rid, {slug: {"$contains": marker}, number.slug: {"$empty": True}}, [rid], "update")
+                latest = ex.json
+                filters = {slug: {"$contains": marker}, number.slug: {"$empty": True}}
+                self._sees(rid, filters, [rid], "update", latest)
         rejected = self.create(self.fresh(**{slug: f"{marker} rejected", f"no_such_{marker}": 1}))
         if rejected.status >= 400:
             self._sees(rid, {slug: {"$eq": f"{marker} rejected"}}, [], "rejected create")
@@ -306,15 +319,34 @@ class WriteChecks(Suite):
         if ex.status in (200, 204):
             self._sees(rid, {slug: {"$contains": marker}}, [], "delete")
 
-    def _sees(self, rid: str, filters: dict[str, Any], want: list[str], after: str) -> None:
+    def _sees(
+        self, rid: str, filters: dict[str, Any], want: list[str], after: str, latest: Any = None
+    ) -> None:
+        """The query finds exactly `want`, and lists the record as the last write returned it."""
         check_id = f"records.read-your-writes.{after.replace(' ', '-')}"
         title = f"after a {after}, queries that name the changed values reflect it at once"
+        steps = self.client.log[self._ryw_start :]
         ex = self.client.query({"object_id": self.obj.id, "filters": filters, "sort": "id", "per_page": 100})
         self.report.ran(check_id, "records", title)
         page = self.page_of(ex)
         ids = page[0] if page else None
         total = page[1].get("total") if page else None
-        if ids != want or total != len(want):
+        listed = next((r for r in ex.json["data"] if r.get("id") == rid), None) if ids else None
+        if ids == want and latest is not None and listed is not None and listed != latest:
+            self.report.fail(
+                check_id,
+                "records",
+                title,
+                Finding(
+                    f"{rid} as the {after} returned it: {dumps(latest)}",
+                    f"{rid} listed as {dumps(listed)}",
+                    ex,
+                    f"after the {after} of {rid}: filters={dumps(filters)}",
+                    steps=steps,
+                    record_id=rid,
+                ),
+            )
+        elif ids != want or total != len(want):
             self.report.fail(
                 check_id,
                 "records",
@@ -324,6 +356,8 @@ class WriteChecks(Suite):
                     f"total {total!r}: {ids}" if page else ex.summary(),
                     ex,
                     f"after the {after} of {rid}: filters={dumps(filters)}",
+                    steps=steps,
+                    record_id=rid,
                 ),
             )
 
