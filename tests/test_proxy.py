@@ -397,6 +397,7 @@ def _delete_then_read(client: httpx.Client, rid: str) -> None:
     assert client.delete(f"/api/crm/record/{rid}").status_code == 204
     client.get(f"/api/crm/record/{rid}")
     client.get(QUERY, params=q(object_id="obj_contacts", filters={"id": rid}))
+    client.patch(f"/api/crm/record/{rid}", json={"field_values": {"notes": "still here?"}})
 
 
 def _read_twice(client: httpx.Client, rid: str) -> None:

@@ -110,6 +110,18 @@ class AnswerChecks:
             if obj is not None and isinstance(body, dict):
                 self._create(ex, obj, body, doc)
             self._history(ex, [doc], sent_at, answered_at)
+        elif (
+            rid
+            and ex.method in ("PATCH", "DELETE")
+            and 200 <= ex.status < 300
+            and self._was_deleted(rid, sent_at)
+        ):
+            self.report.fail(
+                "records.gone",
+                "records",
+                "a deleted record is 404",
+                Finding(f"404: a DELETE of {rid} was answered before this request", ex.summary(200), ex),
+            )
         elif rid and ex.method == "PATCH" and ex.status == 200 and isinstance(doc, dict):
             before = self.history.latest(rid, sent_at)
             if isinstance(body, dict):
@@ -355,6 +367,13 @@ class AnswerChecks:
                         ex,
                     ),
                 )
+
+    def _was_deleted(self, rid: str, sent_at: float) -> bool:
+        deleted = self.history.deleted.get(rid)
+        if deleted is not None and deleted <= sent_at:
+            self.report.ran("records.gone", "records", "a deleted record is 404")
+            return True
+        return False
 
     def _delete(self, ex: Exchange, rid: str, answered_at: float) -> None:
         if ex.status == 404:

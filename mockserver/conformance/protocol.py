@@ -1,5 +1,8 @@
-"""Protocol: methods, repeated and unknown parameters, the body's size however it is sent,
-content types, JSON text the contract refuses, the order of checks, and other keys' rights."""
+"""Protocol: methods, parameters, body size, content types, JSON text, order of checks, keys.
+
+Methods, repeated and unknown parameters, the body's size however it is sent, content types, JSON
+text the contract refuses, the order of checks, and other keys' rights.
+"""
 
 from __future__ import annotations
 

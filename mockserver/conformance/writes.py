@@ -1,5 +1,8 @@
-"""Write semantics: required fields, defaults, empties, what PATCH takes, uniqueness over a
-record's whole life, system values, and queries that see each write at once."""
+"""Write semantics: required fields, defaults, empties, PATCH, uniqueness, read-your-writes.
+
+Required fields, defaults, empties, what PATCH takes, uniqueness over a record's whole life, system
+values, and queries that see each write at once.
+"""
 
 from __future__ import annotations
 

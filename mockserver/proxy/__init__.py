@@ -1,5 +1,7 @@
-"""The validation proxy: forwards a client's traffic to a Kantos-compatible server unchanged, and
-reports where either side strays from `openapi.yaml` and the contract.
+"""The validation proxy: forwards traffic to a Kantos server unchanged, and reports who strays.
+
+It forwards a client's traffic to a Kantos-compatible server and reports where either side strays
+from `openapi.yaml` and the contract.
 
 ```python
 with ValidationProxy("https://sandbox.kantos.example") as proxy:

@@ -1,5 +1,4 @@
-"""The proxy's ASGI app, which forwards each request to the upstream unchanged, and the Inspector,
-which checks each exchange afterwards.
+"""The proxy's ASGI app, which forwards requests unchanged, and the Inspector, which checks them.
 
 The answer goes back to the client as it streams in; the exchange then goes to the Inspector, in
 another process (`checker.py`), one exchange at a time in arrival order (later answers are judged

@@ -1,5 +1,7 @@
-"""A small HTTP/1.1 client for forwarding: keep-alive connections to one upstream, bodies streamed
-both ways, the response parsed by httptools (uvicorn's parser).
+"""A small HTTP/1.1 client for forwarding: keep-alive connections, streamed bodies, httptools.
+
+Keep-alive connections to one upstream, bodies streamed both ways, the response parsed by
+httptools (uvicorn's parser).
 
 httpx costs ~5 ms a request on a loaded machine (anyio and its pool); forwarding a page of 25
 records must add well under 1 ms, so the proxy speaks HTTP itself. It never decodes a body: what the
