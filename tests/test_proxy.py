@@ -4,6 +4,7 @@ client's and still reach the server; `--record` writes a fixture set the mock th
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,6 +221,59 @@ def test_the_conformance_kit_passes_through_the_proxy_and_the_proxy_finds_no_dev
         "formats.every-violation",
         "errors.auth",
     } <= client_rules
+
+
+class SlowWrites:
+    """The mock, answering a PATCH marked X-Slow-Answer 100 ms after applying it, and taking 20 ms
+    before applying any other: the second PATCH applied is answered first."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.state = app, app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "PATCH":
+            await self.app(scope, receive, send)
+        elif any(k == b"x-slow-answer" for k, _ in scope["headers"]):
+
+            async def later(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    await asyncio.sleep(0.1)
+                await send(message)
+
+            await self.app(scope, receive, later)
+        else:
+            await asyncio.sleep(0.02)
+            await self.app(scope, receive, send)
+
+
+def test_concurrent_writes_to_one_record_are_no_deviation() -> None:
+    """Two PATCHes of one record at once: either may be applied first, so neither answer is held to
+    the version the proxy saw before them."""
+    with MockServer(app=SlowWrites(create_app(seed=6))) as mock, ValidationProxy(mock.url) as proxy:  # type: ignore[arg-type]
+        rid = mock.backend.query_records("obj_contacts", per_page=1).records[0].id
+        clients = [httpx.Client(base_url=proxy.url, headers=h) for h in (H, {**H, "X-Slow-Answer": "1"})]
+        clients[0].get(f"/api/crm/record/{rid}")
+        barrier = threading.Barrier(2)
+
+        def patch(client: httpx.Client, values: dict[str, Any]) -> None:
+            barrier.wait()
+            assert client.patch(f"/api/crm/record/{rid}", json={"field_values": values}).status_code == 200
+
+        for i in range(5):
+            threads = [
+                threading.Thread(target=patch, args=(clients[0], {"notes": f"note {i}"})),
+                threading.Thread(target=patch, args=(clients[1], {"score": i})),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        clients[0].get(f"/api/crm/record/{rid}")
+        for c in clients:
+            c.close()
+        proxy.drain()
+        assert proxy.deviations == 0, proxy.render()
+        assert proxy.server_report.checks["records.patch-merges"].runs == 10
 
 
 # --- in front of broken servers -------------------------------------------------------------------

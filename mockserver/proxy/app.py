@@ -67,6 +67,9 @@ class Captured:
     sent_at: float
     answered_at: float
     error: str = ""
+    #: Another request for the same record was in flight meanwhile: the server may have applied it
+    #: before or after this one, so this answer is not compared with what came before it.
+    concurrent: bool = False
 
 
 class Inspector:
@@ -168,7 +171,7 @@ class Inspector:
                 )
         asked = req.asked() if req.mistake is None else None
         body = req.body if req.mistake is None else None
-        self.answers.check(ex, c.sent_at, c.answered_at, obj, asked, body)
+        self.answers.check(ex, c.sent_at, c.answered_at, obj, asked, body, concurrent=c.concurrent)
         doc = ex.json
         op = req.operation.operation_id if req.operation is not None else ""
         if op in ("getObject", "createObject") and c.status in (200, 201) and isinstance(doc, dict):
@@ -272,7 +275,7 @@ class ProxyApp:
         self.sink = sink
         self.timeout = timeout
         self.http = Upstream(self.upstream, timeout=timeout)
-        self.closing: list[Callable[[], Any]] = []  # called at the lifespan's shutdown
+        self.inflight: dict[bytes, list[Captured]] = {}  # record id -> its requests in flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -335,16 +338,51 @@ class ProxyApp:
             0.0,
         )
         streamed = has_length or chunked
+        rid = raw_path.rsplit(b"/", 1)[1] if raw_path.startswith(b"/api/crm/record/") else None
+        if rid is not None:
+            others = self.inflight.setdefault(rid, [])
+            if others:
+                captured.concurrent = True
+                for other in others:
+                    other.concurrent = True
+            others.append(captured)
         try:
-            response = await self.http.send(
-                method, target, headers, body() if streamed else None, chunked and not has_length
+            await self._exchange(
+                method,
+                target,
+                headers,
+                body() if streamed else None,
+                chunked and not has_length,
+                captured,
+                chunks,
+                send,
             )
+        finally:
+            if rid is not None:
+                others = self.inflight[rid]
+                others.remove(captured)
+                if not others:
+                    del self.inflight[rid]
+        self.sink(captured)
+
+    async def _exchange(
+        self,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: AsyncIterator[bytes] | None,
+        chunked: bool,
+        captured: Captured,
+        chunks: list[bytes],
+        send: Send,
+    ) -> None:
+        try:
+            response = await self.http.send(method, target, headers, body, chunked)
         except UpstreamError as exc:
             captured.error = str(exc)
             await _bad_gateway(send, self.upstream, captured.error)
             captured.body = b"".join(chunks)
             captured.answered_at = time.monotonic()
-            self.sink(captured)
             return
         kept = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
         out: list[bytes] = []
@@ -364,7 +402,6 @@ class ProxyApp:
         captured.response_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in kept]
         captured.response_body = b"".join(out) if size <= KEEP_BODY else b""
         captured.answered_at = time.monotonic()
-        self.sink(captured)
 
 
 async def _bad_gateway(send: Send, upstream: str, error: str) -> None:

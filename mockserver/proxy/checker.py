@@ -2,8 +2,9 @@
 
 Checking a page of 25 records costs a few milliseconds of Python; in the forwarding process that
 would delay the next request (and cap the throughput at a few hundred a second). Here a sender
-thread pickles exchanges to a child process, which runs the `Inspector` in order and sends back its
-log lines as they come and its reports when asked (`drain`, `stop`).
+thread pickles exchanges to a child interpreter (`checkrun.py`, over a socket pair), which runs the
+`Inspector` in order and sends back its log lines as they come and its reports when asked
+(`drain`, `stop`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import asyncio
 import collections
 import contextlib
 import itertools
-import multiprocessing
 import os
+import pickle
+import socket
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -67,13 +70,21 @@ class Checker:
         self.upstream = upstream
         self.out = out if out is not None else sys.stderr
         self.state = State(upstream, Report(upstream, self.out), Report(upstream, self.out))
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(
-            target=_child, args=(child, upstream, spec, record), name="kantos-mock proxy checks", daemon=True
-        )
-        self._proc.start()
+        # A child interpreter of our own (not multiprocessing's spawn, which would run the calling
+        # script's top level again in the child when it lacks an `if __name__ == "__main__"` guard).
+        parent, child = socket.socketpair()
+        args = [
+            sys.executable,
+            "-m",
+            "mockserver.proxy.checkrun",
+            str(child.fileno()),
+            upstream,
+            spec or "",
+            record or "",
+        ]
+        self._proc = subprocess.Popen(args, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()
+        self._conn = Connection(parent.detach())
         #: Exchanges and questions, sent in this order by the sender thread alone.
         self._backlog: collections.deque[Captured | tuple[str, int]] = collections.deque()
         self._wake = threading.Condition()
@@ -116,6 +127,9 @@ class Checker:
         while True:
             try:
                 message = self._conn.recv()
+            except (AttributeError, ImportError, pickle.UnpicklingError) as exc:  # a bug: say it, go on
+                self.out.write(f"kantos-mock proxy: a message from the checks could not be read: {exc!r}\n")
+                continue
             except (EOFError, OSError):
                 for waiting in self._answers.values():
                     waiting.set()
@@ -160,9 +174,11 @@ class Checker:
             self._closed = True
             with self._wake:
                 self._wake.notify()
-            self._proc.join(timeout=10)
-            if self._proc.is_alive():
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 self._proc.kill()
+                self._proc.wait()
             self._conn.close()
         return state
 
