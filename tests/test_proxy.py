@@ -28,6 +28,7 @@ from mockserver import create_app
 from mockserver.conformance import Options, check
 from mockserver.domain.fixtures import load_fixtures
 from mockserver.proxy import ValidationProxy
+from mockserver.proxy.upstream import Upstream
 from mockserver.server import MockServer
 
 KEY = "kantos_admin_local_key"
@@ -274,6 +275,43 @@ def test_concurrent_writes_to_one_record_are_no_deviation() -> None:
         proxy.drain()
         assert proxy.deviations == 0, proxy.render()
         assert proxy.server_report.checks["records.patch-merges"].runs == 10
+
+
+def test_a_large_body_sent_with_expect_100_continue_goes_through() -> None:
+    """curl sends `Expect: 100-continue` with bodies over 1 KiB: the answer is the upstream's final one."""
+    notes = "n" * 5000
+    with MockServer(seed=8) as mock, ValidationProxy(mock.url) as proxy:
+        out = subprocess.run(
+            ["curl", "-s", "-X", "POST", proxy.url + "/api/crm/record", "-H", f"X-Api-Key: {KEY}",
+             "-H", "Content-Type: application/json", "-w", "\n%{http_code}", "--data-binary",
+             json.dumps({"object_id": "obj_contacts", "field_values": {"name": "Big", "notes": notes}})],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        proxy.drain()
+    body, status = out.rsplit("\n", 1)
+    assert status == "201" and json.loads(body)["field_values"]["notes"] == notes
+    assert proxy.deviations == 0, proxy.render()
+
+
+def test_an_interim_100_continue_from_the_upstream_is_not_taken_for_the_answer() -> None:
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read()  # until the client hangs up
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        async with server:
+            client = Upstream(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+            response = await client.send("POST", b"/api/crm/record", [], None, False)
+            body = b"".join([piece async for piece in response.chunks(5)])
+            await client.close()
+            return response.status, response.headers, body
+
+    assert asyncio.run(main()) == (201, [(b"content-length", b"2")], b"ok")
 
 
 # --- in front of broken servers -------------------------------------------------------------------

@@ -309,7 +309,9 @@ class ProxyApp:
                 has_length = True
             elif name == b"transfer-encoding":
                 chunked = True
-            if name not in HOP_BY_HOP and name != b"host":
+            # Expect: 100-continue was the client's and the proxy's business (uvicorn answered it);
+            # the body goes on whole, and the upstream must not send an interim 100 first.
+            if name not in HOP_BY_HOP and name not in (b"host", b"expect"):
                 headers.append((k, v))
         chunks: list[bytes] = []
 

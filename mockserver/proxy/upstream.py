@@ -49,6 +49,7 @@ class Response:
         self._pieces: list[bytes] = []
         self._headers_done = False
         self._done = False
+        self._interim = False
         self._parser = httptools.HttpResponseParser(self)
 
     # httptools callbacks
@@ -56,8 +57,13 @@ class Response:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # an interim answer (100 Continue, 103): the final one follows
+            self.headers.clear()
+            self._interim = True
+            return
         self._headers_done = True
-        self.status = self._parser.get_status_code()
+        self.status = status
         if self._head_only:
             self._done = True
 
@@ -65,6 +71,9 @@ class Response:
         self._pieces.append(body)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         self._done = True
 
     async def _feed(self, timeout: float) -> bool:
@@ -208,6 +217,9 @@ class Upstream:
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+        for conn in idle:
+            with contextlib.suppress(OSError):
+                await conn.writer.wait_closed()
 
 
 def _frame(piece: bytes, chunked: bool) -> bytes:
