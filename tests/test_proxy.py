@@ -718,11 +718,11 @@ def test_the_readme_ci_job_fails_when_the_client_strays(tmp_path: Path) -> None:
     text = README.read_text().split("## Validation proxy for client teams", 1)[1]
     script = text.split("- run: |\n", 1)[1].split("        env:", 1)[0]
     script = "\n".join(line.removeprefix("          ") for line in script.splitlines())
-    port = str(_free_port())
     curl = f'curl -s -G "$KANTOS_BASE_URL{QUERY}" -H "X-Api-Key: $KANTOS_API_KEY" -d object_id=obj_contacts'
     suite = f"sh -c '{curl} -d per_page=5; {curl} -d per_page=500'"
     with MockServer(seed=4) as mock:
-        script = script.replace("https://sandbox.kantos.example", mock.url).replace("8010", port)
+        port = str(_free_port())  # after the mock took its own
+        script = script.replace("8010", port).replace("https://sandbox.kantos.example", mock.url)
         script = script.replace("npm test", suite)
         env = {
             **os.environ,
