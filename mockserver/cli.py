@@ -1,4 +1,4 @@
-"""The `kantos-mock` command line: serve, check-fixtures, conformance, pull."""
+"""The `kantos-mock` command line: serve, check-fixtures, conformance, pull, proxy."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     from .pull import add_arguments as add_pull_arguments
 
     add_pull_arguments(pull)
+    proxy = sub.add_parser(
+        "proxy", help="forward a client's traffic to a Kantos server and report where either side strays"
+    )
+    from .proxy.command import add_arguments as add_proxy_arguments
+
+    add_proxy_arguments(proxy)
     return parser
 
 
@@ -85,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .pull import run_from_args as run_pull
 
         return run_pull(ns)
+    if ns.command == "proxy":
+        from .proxy.command import run_from_args as run_proxy
+
+        return run_proxy(ns)
     _parser().print_help()
     return 2
 

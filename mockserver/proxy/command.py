@@ -1,0 +1,116 @@
+"""`kantos-mock proxy`: the validation proxy in the foreground, its report at shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from .. import __version__
+from ..server import base_url, bind
+from ..spec import Spec
+from . import as_json, render, uvicorn_config, write_junit
+from .app import ProxyApp
+from .checker import Checker, State
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--upstream", required=True, metavar="URL", help="the Kantos-compatible server to forward to"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8010, help="port to bind; 0 picks a free one (default 8010)")
+    p.add_argument("--report", metavar="PATH", help="write the report as JSON to PATH at shutdown")
+    p.add_argument("--junit", metavar="PATH", help="write JUnit XML to PATH at shutdown (a case per rule)")
+    p.add_argument(
+        "--fail-on-deviation",
+        action="store_true",
+        help="exit 1 at shutdown if the upstream deviated, or the client sent a request the contract refuses",
+    )
+    p.add_argument(
+        "--ignore-client",
+        action="store_true",
+        help="with --fail-on-deviation: only the upstream's deviations fail (the client's are reported)",
+    )
+    p.add_argument(
+        "--record", metavar="DIR", help="write what the traffic showed as a fixture folder at shutdown"
+    )
+    p.add_argument("--spec", metavar="PATH", help="OpenAPI file (default: the bundled openapi.yaml)")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_from_args(ns: argparse.Namespace) -> int:
+    try:
+        Spec.load(ns.spec)
+        checker = Checker(ns.upstream.rstrip("/"), ns.spec, ns.record, sys.stderr)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"kantos-mock proxy: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sock = bind(ns.host, ns.port)
+    except OSError as exc:
+        checker.stop()
+        print(
+            f"kantos-mock proxy: cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2
+    url = base_url(sock)
+    app = ProxyApp(ns.upstream, checker.submit)
+    config = uvicorn_config(app)
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.005)
+        if server.started:
+            print(f"kantos-mock {__version__} proxy at {url}, forwarding to {app.upstream}", flush=True)
+            print(f"base URL: {url}", flush=True)
+        await task
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    # uvicorn shuts down on Ctrl-C or SIGTERM, then raises the signal again: KeyboardInterrupt.
+    try:
+        with (
+            contextlib.suppress(KeyboardInterrupt),
+            asyncio.Runner(loop_factory=config.get_loop_factory()) as runner,
+        ):
+            runner.run(main())
+    finally:
+        sock.close()
+        state = checker.stop()
+    return finish(state, ns)
+
+
+def finish(state: State, ns: argparse.Namespace) -> int:
+    """Print the text report, write the others; the exit status."""
+    print(render(state), flush=True)
+    if ns.report:
+        Path(ns.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(ns.report).write_text(json.dumps(as_json(state), indent=2) + "\n", encoding="utf-8")
+        print(f"report: {ns.report}", flush=True)
+    if ns.junit:
+        write_junit(state, ns.junit)
+        print(f"junit: {ns.junit}", flush=True)
+    status = 0
+    if state.recorded:
+        print(state.recorded, flush=True)
+    if state.record_error:
+        print(f"kantos-mock proxy: {state.record_error}", file=sys.stderr)
+        status = 2
+    failed = state.deviations + (0 if ns.ignore_client else state.mistakes)
+    if ns.fail_on_deviation and failed:
+        return 1
+    return status
