@@ -7,11 +7,13 @@ a `Backend` as fixture records. Each operation is timed by calling the Backend v
 (`query_records`, `create_record`, `update_record`, `delete_record`) and by running the same work as
 SQL on a table with suitable indexes: COUNT(*) for `total`, ORDER BY with NULLs last and `id` breaking
 ties, LIMIT/OFFSET, LIKE for `$contains`, INSERT/UPDATE/DELETE. Every repetition uses different
-operands (statuses, thresholds, name fragments, sources and pages cycle), and the mock's and SQLite's
-answers are compared on every query repetition, outside the timing.
+operands (statuses, thresholds, sources and pages cycle; text fragments are drawn at random), and
+the mock's and SQLite's answers are compared on every query repetition, outside the timing.
 
-Targets: every query p50 <= 2x SQLite's and <= 20 ms; writes p50 < 0.5 ms; RSS of 100,000 contacts
-< 300 MB. The mock builds a field's index on first use: a warm-up runs each query once, untimed.
+Targets: every query p50 <= 2x SQLite's and <= 20 ms, and a random `$contains` of 2-6 letters (page
+1 with its total) <= 1 ms; writes p50 < 0.5 ms; RSS of 100,000 contacts with every index built, the
+text indexes on name and email included, < 350 MB; each text index <= 60 MB. The mock builds a
+field's index on first use: a warm-up runs each query once, untimed.
 """
 
 from __future__ import annotations
@@ -172,7 +174,6 @@ LAST = [
     "Novak",
 ]
 DOMAINS = ["example.com", "mail.example", "acme.example", "globex.example", "initech.example"]
-FRAGMENTS = ["ann", "son", "mar", "li", "ber", "ch", "ez", "ia", "ro", "tt", "kum", "ang", "el", "wa", "ha"]
 START = int(datetime(2019, 1, 1, tzinfo=UTC).timestamp())
 SPAN = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp()) - START
 US = 1_000_000
@@ -275,6 +276,11 @@ def sql_row(rec: Record) -> tuple[Any, ...]:
     )
 
 
+def like(fragment: str) -> str:
+    """A fragment as a LIKE pattern's literal part (emails hold `_`... and `.`; `_` is a wildcard)."""
+    return fragment.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
 def sql_page(
     db: sqlite3.Connection, where: str, args: tuple[Any, ...], order: str, page: int, per: int
 ) -> Any:
@@ -297,8 +303,29 @@ class Op:
     kind: str  # "query" | "write"
 
 
-def operations(backend: Backend, db: sqlite3.Connection, ids: list[str], n: int) -> list[Op]:
+def fragments(records: list[Record], field: str, seed: int, count: int = 5_000) -> list[str]:
+    """Random pieces of 2-6 letters of random records' values (so most match something), drawn
+    anywhere in the value: across a space or a dot as often as inside a word; in random case."""
+    rng = random.Random(seed)
+    with_value = [r.values[field] for r in records[:50_000] if field in r.values]
+    out = []
+    for _ in range(count):
+        value = rng.choice(with_value)
+        size = rng.randint(2, 6)
+        start = rng.randrange(max(1, len(value) - size + 1))
+        piece = value[start : start + size]
+        out.append(piece.upper() if rng.random() < 0.2 else piece)
+    return out
+
+
+def operations(
+    backend: Backend, db: sqlite3.Connection, ids: list[str], n: int, texts: dict[str, list[str]]
+) -> list[Op]:
     deep = max(1, round(400 * n / 100_000))  # page 400 of 100 at 100,000 records
+    names, emails = texts["name"], texts["email"]
+
+    def email_like(i: int) -> str:
+        return f"%{like(emails[i % len(emails)])}%"
 
     def mock(filters: dict[str, Any] | None, sort: str | None, order: str | None, page: int, per: int) -> Any:
         result = backend.query_records(OBJ, filters, sort, order, page, per)
@@ -390,9 +417,15 @@ def operations(backend: Backend, db: sqlite3.Connection, ids: list[str], n: int)
             "query",
         ),
         Op(
-            "$contains on name",
-            lambda i: mock({"name": {"$contains": FRAGMENTS[i % len(FRAGMENTS)]}}, None, None, 1, 25),
-            lambda i: sql_page(db, "name LIKE ?", (f"%{FRAGMENTS[i % len(FRAGMENTS)]}%",), by_created, 1, 25),
+            "$contains on name (2-6 letters)",
+            lambda i: mock({"name": {"$contains": names[i % len(names)]}}, None, None, 1, 25),
+            lambda i: sql_page(db, "name LIKE ?", (f"%{names[i % len(names)]}%",), by_created, 1, 25),
+            "query",
+        ),
+        Op(
+            "$contains on email (2-6 letters)",
+            lambda i: mock({"email": {"$contains": emails[i % len(emails)]}}, None, None, 1, 25),
+            lambda i: sql_page(db, "email LIKE ? ESCAPE '!'", (email_like(i),), by_created, 1, 25),
             "query",
         ),
         Op(
@@ -493,8 +526,19 @@ def main(argv: list[str] | None = None) -> int:
     t3 = time.perf_counter()
     db = sqlite_load(records)
     print(f"SQLite load + indexes: {time.perf_counter() - t3:.2f} s")
-    ops = operations(backend, db, [r.id for r in records], n)
+    texts = {f: fragments(records, f, args.seed + k) for k, f in enumerate(("name", "email"))}
+    ops = operations(backend, db, [r.id for r in records], n, texts)
     del records, fixtures
+
+    # The text indexes, on their own: what each costs in memory and time to build.
+    for f in ("name", "email"):
+        backend.query_records(OBJ, {f: {"$empty": False}}, None, None, 1, 1)  # its field index first
+        gc.collect()
+        before, t = rss_mb(), time.perf_counter()
+        backend.query_records(OBJ, {f: {"$contains": "zz"}}, None, None, 1, 1)
+        built = time.perf_counter() - t
+        gc.collect()
+        print(f"text index on {f}: built in {built:.2f} s, RSS +{rss_mb() - before:.1f} MB (target <= 60 MB)")
 
     # Warm-up, untimed: the mock builds each field index on first use (then keeps it current).
     t4 = time.perf_counter()
@@ -537,7 +581,10 @@ def main(argv: list[str] | None = None) -> int:
             percentile(sql, 99),
         )
         ratio = m50 / s50 if s50 else float("inf")
-        if op.kind == "query":
+        if op.name.startswith("$contains"):
+            ok = m50 <= 1
+            target = f"{'ok ' if ok else 'MISS'} (<= 1 ms)"
+        elif op.kind == "query":
             ok = m50 <= 2 * s50 and m50 <= 20
             target = f"{'ok ' if ok else 'MISS'} (<= 2x SQLite, <= 20 ms)"
         else:
@@ -547,12 +594,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{op.name:<36} {m50:8.3f}ms {m99:8.3f}ms {s50:9.3f}ms {s99:9.3f}ms {ratio:6.2f}x  {target}")
     print("-" * len(head))
     print(
-        f"RSS with {n:,} contacts loaded: {rss1:.1f} MB; with their indexes built: {rss2:.1f} MB; "
-        f"target < 300 MB (at 100,000 contacts): {'ok' if rss2 < 300 else 'MISS'}"
+        f"RSS with {n:,} contacts loaded: {rss1:.1f} MB; with their indexes built (text included): "
+        f"{rss2:.1f} MB; target < 350 MB (at 100,000 contacts): {'ok' if rss2 < 350 else 'MISS'}"
     )
     same = "all identical" if not mismatches else f"{mismatches} differ"
     print(f"mock and SQLite answers (ids and totals), compared on every query repetition: {same}")
-    print(f"targets missed: {misses + (rss2 >= 300)}")
+    print(f"targets missed: {misses + (rss2 >= 350)}")
     return 1 if mismatches else 0
 
 

@@ -50,7 +50,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "--no-control",
         dest="control",
         action="store_false",
-        help="turn off the control API under /_mock (reset, journal, state, faults, clock, keys)",
+        help="turn off the control API under /_mock (reset, journal, state, faults, clock, keys) "
+        "and the dashboard",
+    )
+    p.add_argument(
+        "--control-token",
+        metavar="TOKEN",
+        help="require TOKEN (X-Mock-Token header, or the cookie the printed one-time link sets) on /_mock; "
+        "on a bind other than loopback one is generated and printed when not given",
     )
     p.add_argument(
         "--webhook-allow",
@@ -111,23 +118,33 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
         gc.freeze()
 
 
+def _progress(message: str) -> None:
+    print(f"kantos-mock: {message}", file=sys.stderr, flush=True)
+
+
 def _serve(ns: argparse.Namespace) -> int:
-    from .domain.fixtures import FixtureError
+    from .domain.fixtures import FixtureError, load_fixtures
+    from .http.access import is_loopback, new_token
     from .http.app import create_app
     from .server import DEFAULT_API_KEY, base_url, bind, serve_forever
 
+    token = ns.control_token
+    generated = ns.control and token is None and not is_loopback(ns.host)
+    if generated:
+        token = new_token()
     # Loading makes objects that all live as long as the server: the garbage collector's passes
     # over them while they are made free nothing (about 0.8 s of the start-up on 100,000
     # records). It is off while loading; one pass and `gc.freeze()` follow below.
     gc.disable()
     try:
         app = create_app(
-            ns.fixtures,
+            load_fixtures(ns.fixtures, progress=_progress),  # large record files report progress
             spec=ns.spec,
             seed=ns.seed,
             control=ns.control,
             state_file=ns.state_file,
             webhook_allow=ns.webhook_allow,
+            control_token=token if ns.control else None,
         )
     except FixtureError as exc:
         print(f"kantos-mock: cannot start: {exc}", file=sys.stderr)
@@ -154,8 +171,19 @@ def _serve(ns: argparse.Namespace) -> int:
         print(f"base URL: {url}", flush=True)
         print(f"API key:  {key}", flush=True)
         print(f"try:      curl -s {url}/api/crm/objects -H 'X-Api-Key: {key}'", flush=True)
-        if ns.control:
+        if ns.control and token is None:
             print(f"control:  curl -s -X POST {url}/_mock/reset   (see mockserver/control.yaml)", flush=True)
+            print(f"dashboard: {url}/_mock/ui", flush=True)
+        elif ns.control:
+            shown = token if generated else "the one given with --control-token"
+            print(f"control:  needs the token {shown} (header X-Mock-Token)", flush=True)
+            example = token if generated else "$TOKEN"
+            print(f"          curl -s -X POST {url}/_mock/reset -H 'X-Mock-Token: {example}'", flush=True)
+            code = app.state.registry.access.issue_code()
+            print(
+                f"dashboard: {url}/_mock/login?code={code}   (one-time link: sets the token as a cookie)",
+                flush=True,
+            )
         if ns.state_file:
             print(f"state:    {ns.state_file} (written after each change)", flush=True)
 

@@ -27,6 +27,7 @@ def test_query_bench_quick_prints_the_table() -> None:
         "$eq status",
         "deal_value range",
         "$contains on name",
+        "$contains on email",
         "$in source",
         "deep page",
         "create",

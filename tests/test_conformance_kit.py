@@ -167,6 +167,29 @@ def floor_total_pages(scope: Scope, status: int, doc: Any) -> tuple[int, Any]:
     return status, doc
 
 
+def contains_case_sensitive(scope: Scope, status: int, doc: Any) -> tuple[int, Any]:
+    """$contains matches only in the operand's own case: the records it misses are dropped."""
+    params = dict(_query(scope))
+    try:
+        filters = json.loads(params.get("filters", "{}"))
+    except ValueError:
+        return status, doc
+    if status != 200 or not isinstance(filters, dict):
+        return status, doc
+    for slug, cond in filters.items():
+        needle = cond.get("$contains") if isinstance(cond, dict) else None
+        if not isinstance(needle, str):
+            continue
+        kept = []
+        for record in doc["data"]:
+            value = record.get(slug, record["field_values"].get(slug))
+            if (isinstance(value, str) and needle in value) or (isinstance(value, list) and needle in value):
+                kept.append(record)
+        doc["pagination"]["total"] -= len(doc["data"]) - len(kept)
+        doc["data"] = kept
+    return status, doc
+
+
 def other_error_shape(scope: Scope, status: int, doc: Any) -> tuple[int, Any]:
     if status >= 400 and "error" in doc:
         return status, {"message": doc["error"], "statusCode": status}
@@ -180,6 +203,7 @@ MIDDLEWARE: dict[str, dict[str, Any]] = {
     "patch_replaces": {"request": patch_replaces},
     "total_pages_floor": {"response": floor_total_pages},
     "error_body_reshaped": {"response": other_error_shape},
+    "contains_case_sensitive": {"response": contains_case_sensitive},
 }
 
 # Engine deviations run in a subprocess: the kit's oracle imports the same engine module, so
@@ -193,14 +217,6 @@ ENGINE_PATCHES: dict[str, str] = {
             ordered = [r for r in ids if r not in idx.keys] + [r for r in ids if r in idx.keys]
             return ordered[offset : offset + limit]
         q.order_page = order_page
-    """,
-    "contains_case_sensitive": """
-        original = q._compile_op
-        def compile_op(spec, op, operand):
-            if op == "$contains" and spec.kind == "string" and isinstance(operand, str):
-                return (False, lambda v: v is not None and operand in v), None
-            return original(spec, op, operand)
-        q._compile_op = compile_op
     """,
     "ties_in_insertion_order": """
         def order_page(store, matches, sort, desc, offset, limit):

@@ -6,6 +6,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 
@@ -418,6 +419,12 @@ def take(source: IdSource, n: int = 5, prefix: str = "rec_") -> list[str]:
 def test_ids_have_the_prefix_and_16_hex_digits() -> None:
     for value in take(IdSource(3)) + take(IdSource(), prefix="fld_"):
         assert re.fullmatch(r"(rec|fld)_[0-9a-f]{16}", value), value
+
+
+def test_unseeded_ids_keep_16_digits_when_the_draw_is_small() -> None:
+    source = IdSource()
+    with patch.object(source._rng, "getrandbits", return_value=0xABC):
+        assert source.new("rec_") == "rec_0000000000000abc"
 
 
 def test_same_seed_gives_the_same_id_sequence() -> None:

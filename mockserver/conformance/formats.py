@@ -1,5 +1,4 @@
-"""Values on write: for each field type, the valid and invalid edges of its format, and that a
-valid value is stored and returned as sent."""
+"""Values on write: each field type's valid and invalid format edges, valid values stored as sent."""
 
 from __future__ import annotations
 

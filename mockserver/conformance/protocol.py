@@ -1,5 +1,4 @@
-"""Protocol: methods, repeated and unknown parameters, the body's size however it is sent,
-content types, JSON text the contract refuses, the order of checks, and other keys' rights."""
+"""Protocol: methods, parameters, body size and type, refused JSON text, the order of checks, keys."""
 
 from __future__ import annotations
 

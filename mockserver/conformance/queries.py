@@ -129,7 +129,8 @@ class QueryChecks(Suite):
         for key in keys:
             for order in ("asc", "desc"):
                 self._walk(key, order, size)
-                self._walk(key, order, 100)  # the whole set on one page: every pair of values compared
+                if len(self.oracle.records) <= 100:  # the whole set on one page: every pair compared
+                    self._walk(key, order, 100)
         bad = sum(len(c.findings) for c in self.report.checks.values() if c.area == "sorting")
         self.report.progress(f"sorting: done, {bad} deviating")
 

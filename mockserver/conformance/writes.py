@@ -1,5 +1,4 @@
-"""Write semantics: required fields, defaults, empties, what PATCH takes, uniqueness over a
-record's whole life, system values, and queries that see each write at once."""
+"""Write semantics: required, defaults, empties, PATCH, uniqueness, system values, read-your-writes."""
 
 from __future__ import annotations
 

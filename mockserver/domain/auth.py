@@ -148,3 +148,19 @@ class RateLimiter:
         return RateStatus(
             key.per_minute, max(0, key.per_minute - (w[1] if w[0] == minute else 0)), minute + 60
         )
+
+    def usage(self, key: ApiKey, now_s: int) -> dict[str, dict[str, int]]:
+        """The key's current minute and day windows: requests counted, left, and when each
+        window opens anew (Unix seconds). Counts nothing."""
+        minute, day = now_s - now_s % 60, now_s - now_s % 86_400
+        w = self._windows.get(key.key, [minute, 0, day, 0])
+        used_minute = w[1] if w[0] == minute else 0
+        used_day = w[3] if w[2] == day else 0
+        return {
+            "minute": {
+                "used": used_minute,
+                "remaining": max(0, key.per_minute - used_minute),
+                "reset": minute + 60,
+            },
+            "day": {"used": used_day, "remaining": max(0, key.per_day - used_day), "reset": day + 86_400},
+        }

@@ -313,7 +313,7 @@ class Backend:
         rec = Record(self.ids.new("rec_"), object_id, values, now, now, user_id)
         self._insert(rec)
         self._undo.append((Backend._remove, self, rec))
-        self.webhooks.emit("record.created", rec.to_json())
+        self.webhooks.emit("record.created", rec.to_json)
         return rec
 
     def update_record(self, record_id: str, field_values: dict[str, Any]) -> Record:
@@ -330,14 +330,14 @@ class Backend:
         new = old.replace(merged, max(whole_seconds(self.clock.now_us()), old.updated_at + 1000))
         self._replace(old, new)
         self._undo.append((Backend._replace, self, new, old))
-        self.webhooks.emit("record.updated", new.to_json())
+        self.webhooks.emit("record.updated", new.to_json)
         return new
 
     def delete_record(self, record_id: str) -> None:
         rec = self.get_record(record_id)
         self._remove(rec)
         self._undo.append((Backend._insert, self, rec))
-        self.webhooks.emit("record.deleted", rec.to_json())
+        self.webhooks.emit("record.deleted", rec.to_json)
 
     def _check_values(
         self, obj: ObjectDef, field_values: dict[str, Any]

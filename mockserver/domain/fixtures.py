@@ -7,6 +7,7 @@ Layout (YAML or JSON; `.yaml`, `.yml` or `.json`):
     records/<slug>.yaml   records: [{id, created_at, updated_at?, created_by, field_values}]
     records/<slug>.csv    a header of field slugs (and id, created_at, updated_at, created_by),
                           then one record a row; problems are named by row and column
+    records/<slug>.jsonl  the same records, one JSON object a line (large sets: read as a stream)
 """
 
 from __future__ import annotations
@@ -58,9 +59,18 @@ def bundled_fixtures_dir() -> Path:
     return Path(str(resources.files("mockserver") / "fixtures"))
 
 
-def load_fixtures(directory: str | Path | None = None) -> FixtureSet:
-    """Read and check a fixture folder (default: the bundled one). Raises FixtureError."""
-    return _Loader(Path(directory) if directory is not None else bundled_fixtures_dir()).load()
+def load_fixtures(
+    directory: str | Path | None = None, progress: Callable[[str], None] | None = None
+) -> FixtureSet:
+    """Read and check a fixture folder (default: the bundled one). Raises FixtureError.
+    `progress` is told, in words, how far large record files have got."""
+    loader = _Loader(Path(directory) if directory is not None else bundled_fixtures_dir())
+    loader.progress = progress
+    return loader.load()
+
+
+#: Records between two progress reports.
+PROGRESS_EVERY = 100_000
 
 
 class _Loader:
@@ -68,6 +78,7 @@ class _Loader:
         self.root = root
         self.problems: list[tuple[str, str, str]] = []
         self.file = ""
+        self.progress: Callable[[str], None] | None = None
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append((self.file, path, message))
@@ -300,15 +311,18 @@ class _Loader:
 
     def _records(self, objects: dict[str, ObjectDef], users: dict[str, User]) -> list[Record]:
         by_slug = {o.slug: o for o in objects.values()}
-        loaded: list[tuple[str, str, ObjectDef, dict[str, Any]]] = []
+        loaded: list[tuple[str, str, ObjectDef, dict[str, Any] | bytes]] = []
         seen: dict[str, str] = {}  # id -> object id, for references and duplicates
         folder = self.root / "records"
         files = (
-            sorted(p for p in folder.glob("*") if p.suffix in (".yaml", ".yml", ".json", ".csv"))
+            sorted(p for p in folder.glob("*") if p.suffix in (".yaml", ".yml", ".json", ".csv", ".jsonl"))
             if folder.is_dir()
             else []
         )
         for path in files:
+            if path.suffix == ".jsonl":
+                self._read_jsonl(path, by_slug.get(path.stem), seen, loaded)
+                continue
             obj = by_slug.get(path.stem)
             if path.suffix == ".csv":
                 rows = self._read_csv(path, obj, users) if obj is not None else []
@@ -329,9 +343,56 @@ class _Loader:
                 loaded.append((self.file, where, obj, item))
         return self._check_records(loaded, users, seen)
 
+    def _read_jsonl(
+        self,
+        path: Path,
+        obj: ObjectDef | None,
+        seen: dict[str, str],
+        loaded: list[tuple[str, str, ObjectDef, dict[str, Any] | bytes]],
+    ) -> None:
+        """A `.jsonl` records file, read a line at a time. Each line is parsed here for its id (the
+        checks need every id first, for references) and kept as its bytes, a fifth of the size
+        of the parsed record; `_check_records` parses it again. Blank lines are skipped."""
+        self.file = str(path.relative_to(self.root))
+        if obj is None:
+            self.fail("", f"no object with slug {path.stem!r} in objects.yaml")
+            return
+        count = 0
+        try:
+            with path.open("rb") as stream:
+                for number, line in enumerate(stream, start=1):
+                    if not line.strip():
+                        continue
+                    where = f"line {number}"
+                    try:
+                        item = orjson.loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        self.fail(where, f"not JSON: {exc}")
+                        continue
+                    if not isinstance(item, dict):
+                        self.fail(
+                            where, f"expected a JSON object (one record a line), got {type(item).__name__}"
+                        )
+                        continue
+                    rid = self._str(item, "id", where)
+                    if rid is None:
+                        continue
+                    if rid in seen:
+                        self.fail(f"{where}.id", f"duplicate record id {rid!r}")
+                        continue
+                    seen[rid] = obj.id
+                    loaded.append((self.file, where, obj, line))
+                    count += 1
+                    if self.progress is not None and count % PROGRESS_EVERY == 0:
+                        self.progress(f"{self.file}: {count:,} records read")
+        except OSError as exc:
+            self.fail("", f"cannot be read: {exc}")
+        if self.progress is not None and count >= PROGRESS_EVERY:
+            self.progress(f"{self.file}: {count:,} records read")
+
     def _check_records(
         self,
-        loaded: list[tuple[str, str, ObjectDef, dict[str, Any]]],
+        loaded: Sequence[tuple[str, str, ObjectDef, dict[str, Any] | bytes]],
         users: dict[str, User],
         seen: dict[str, str],
     ) -> list[Record]:
@@ -347,9 +408,13 @@ class _Loader:
 
         for file, where, obj, item in loaded:
             self.file = file
-            rec = self._record(item, where, obj, users, unique, record_exists, user_exists)
+            # A JSON Lines record is still its line's bytes (checked as JSON when it was read).
+            values = orjson.loads(item) if isinstance(item, bytes) else item
+            rec = self._record(values, where, obj, users, unique, record_exists, user_exists)
             if rec is not None:
                 records.append(rec)
+                if self.progress is not None and len(records) % PROGRESS_EVERY == 0:
+                    self.progress(f"{len(records):,} of {len(loaded):,} records checked")
         return records
 
     def _record(

@@ -7,8 +7,10 @@ The engine starts from the most selective plan and narrows with the remaining te
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -43,13 +45,15 @@ _TOP = "\U0010ffff"
 class Plan:
     """Candidate ids straight from a field index. `exact`: the ids need no further test."""
 
-    kind: str  # "range" | "keys" | "options" | "nonempty" | "empty" | "none"
+    kind: str  # "range" | "keys" | "options" | "text" | "nonempty" | "empty" | "none"
     exact: bool
     lo: Any = None
     lo_incl: bool = True
     hi: Any = None
     hi_incl: bool = True
     keys: list[Any] = field(default_factory=list)
+    #: "text": a positive text operator and its folded, non-empty needle (the text index answers).
+    text: tuple[str, str] = ("", "")
 
     def estimate(self, idx: FieldIndex) -> int:
         if self.kind == "range":
@@ -63,6 +67,8 @@ class Plan:
             return len(idx.sorted)
         if self.kind == "empty":
             return len(idx.empties)
+        if self.kind == "text":
+            return idx.text_index().count(*self.text)
         return 0
 
     def ids(self, idx: FieldIndex) -> list[str]:
@@ -83,6 +89,8 @@ class Plan:
             return list(idx.keys)
         if self.kind == "empty":
             return list(idx.empties)
+        if self.kind == "text":
+            return idx.text_index().ids(*self.text)
         return []
 
 
@@ -264,7 +272,13 @@ def _tests_and_plan(spec: KeySpec, cond: dict[str, Any]) -> tuple[list[Test], Pl
     return tests, plan
 
 
-_PLAN_PREFERENCE = {"none": 0, "keys": 1, "options": 2, "range": 3, "empty": 4, "nonempty": 5}
+_PLAN_PREFERENCE = {"none": 0, "keys": 1, "options": 2, "range": 3, "text": 4, "empty": 5, "nonempty": 6}
+#: How each positive text operator decides a folded value (the needle folded too).
+_TEXT_CHECKS: dict[str, Callable[[str, str], bool]] = {
+    "$contains": operator.contains,
+    "$starts_with": str.startswith,
+    "$ends_with": str.endswith,
+}
 
 
 def _successor(prefix: str) -> str | None:
@@ -311,25 +325,43 @@ def _compile_op(spec: KeySpec, op: str, operand: Any) -> tuple[Test, Plan | None
         if kind not in (Kind.STRING, Kind.CHOICE):
             raise _not_applicable(spec, op, "text operators apply to text-like fields")
         needle = operand.lower()
-        # Index keys of string fields are lowercased (except `id`'s); choices index by rank.
-        on_key = kind == Kind.STRING and spec.slug != "id"
-        # Each test is one direct call per record: text search scans every value.
+        if kind == Kind.CHOICE:
+            if op == "$not_contains":
+                return Test(False, lambda v: v is None or needle not in v.lower()), None
+            # Few options: the plan is the positions of the options that pass. Not exact: the
+            # stored value decides (writes refuse values outside the options, and sorting still
+            # places one, so this does too).
+            assert spec.field is not None
+            check = _TEXT_CHECKS[op]
+            passing = [pos for opt, pos in spec.field.choice_position.items() if check(opt.lower(), needle)]
+            choice_plan = Plan("keys", exact=False, keys=passing) if passing else Plan("none", exact=True)
+            return Test(False, lambda v: v is not None and check(v.lower(), needle)), choice_plan
+        # Index keys of string fields are lowercased (except `id`'s).
+        on_key = spec.slug != "id"
+        text_plan: Plan | None
+        if not needle:  # "" is in every value: matches are the non-empty values
+            text_plan = Plan("empty" if op == "$not_contains" else "nonempty", exact=True)
+        elif op == "$not_contains":
+            text_plan = None  # the complement of a posting: the text index counts it, a scan lists it
+        elif op == "$starts_with" and on_key:  # a run of the ordered keys
+            text_plan = Plan("range", exact=False, lo=needle, hi=_successor(needle), hi_incl=False)
+        else:
+            text_plan = Plan("text", exact=True, text=(op, needle))
         if op == "$contains":
             if on_key:
-                return Test(True, lambda v: v is not None and needle in v, "contains", needle), None
-            return Test(False, lambda v: v is not None and needle in v.lower()), None
+                return Test(True, lambda v: v is not None and needle in v, "contains", needle), text_plan
+            return Test(False, lambda v: v is not None and needle in v.lower()), text_plan
         if op == "$not_contains":
             if on_key:
-                return Test(True, lambda v: v is None or needle not in v), None
-            return Test(False, lambda v: v is None or needle not in v.lower()), None
+                return Test(True, lambda v: v is None or needle not in v), text_plan
+            return Test(False, lambda v: v is None or needle not in v.lower()), text_plan
         if op == "$starts_with":
             if on_key:
-                plan = Plan("range", exact=False, lo=needle, hi=_successor(needle), hi_incl=False)
-                return Test(True, lambda v: v is not None and v.startswith(needle)), plan
-            return Test(False, lambda v: v is not None and v.lower().startswith(needle)), None
+                return Test(True, lambda v: v is not None and v.startswith(needle)), text_plan
+            return Test(False, lambda v: v is not None and v.lower().startswith(needle)), text_plan
         if on_key:
-            return Test(True, lambda v: v is not None and v.endswith(needle)), None
-        return Test(False, lambda v: v is not None and v.lower().endswith(needle)), None
+            return Test(True, lambda v: v is not None and v.endswith(needle)), text_plan
+        return Test(False, lambda v: v is not None and v.lower().endswith(needle)), text_plan
 
     # $eq $ne $in $nin
     if op in ("$in", "$nin"):
@@ -666,6 +698,11 @@ def order_page(
                         break
                 seen += 1
         return out
+    return _sorted_page(idx, matches, desc, offset, limit)
+
+
+def _sorted_page(idx: FieldIndex, matches: list[str], desc: bool, offset: int, limit: int) -> list[str]:
+    """One page of `matches`, sorted by the keys of `idx`."""
     keys = idx.keys
     with_value = sorted(r for r in matches if r in keys)
     with_value.sort(key=keys.__getitem__, reverse=desc)  # stable: ties stay by id ascending
@@ -673,11 +710,68 @@ def order_page(
     return (with_value + empty)[offset : offset + limit]
 
 
+def _run_text(store: ObjectStore, query: Query, offset: int, limit: int) -> tuple[list[str], int] | None:
+    """A lone text operator on a text-like field: the text index counts the matches, and the page
+    comes from walking the sort order while matches are dense, else from sorting the matches (the
+    general path would list every match first, to count them). None: not this shape."""
+    if len(query.conditions) != 1:
+        return None
+    c = query.conditions[0]
+    if len(c.cond) != 1 or c.spec.kind != Kind.STRING:
+        return None
+    ((op, operand),) = c.cond.items()
+    if op not in _TEXT_SET or not isinstance(operand, str):
+        return None
+    needle = operand.lower()
+    if not needle:
+        return None
+    idx = store.index(c.spec)
+    text = idx.text_index()
+    n = len(store)
+    if op == "$not_contains":
+        total, listed = n - text.count("$contains", needle), None
+    else:
+        total, listed = text.count_or_docs(op, needle)
+    if total == 0 or offset >= total:
+        return [], total
+    # A step of a walk in C costs about an eighth of what a match costs to list and sort.
+    sort_idx = store.index(query.sort)
+    if (offset + limit) * n / total > 8 * total:
+        if op == "$not_contains":
+            return None  # few matches, of nearly every record: the general path scans
+        matches = text.ids_of(listed) if listed is not None else text.ids(op, needle)
+        return _sorted_page(sort_idx, matches, query.desc, offset, limit), total
+    # Walk the sort order, testing each id, all in C: by the matches listed, or by the folded
+    # value. An empty value folds to "", which no positive operator passes and $not_contains
+    # does (as the contract says).
+    ids, ids_again = itertools.tee(sort_idx.ids_in_order(query.desc))
+    passes: Iterator[bool]
+    if listed is not None:
+        passes = map(set(listed).__contains__, map(text.doc_of.get, ids_again))
+    else:
+        if c.spec.slug == "id":
+            values: Iterator[str] = map(str.lower, ids_again)
+        else:
+            values = map(idx.keys.get, ids_again, itertools.repeat(""))
+        if op == "$not_contains":
+            passes = map(operator.not_, map(operator.contains, values, itertools.repeat(needle)))
+        else:
+            passes = map(_TEXT_CHECKS[op], values, itertools.repeat(needle))
+    return list(itertools.islice(itertools.compress(ids, passes), offset, offset + limit)), total
+
+
+_TEXT_SET = frozenset(TEXT_OPS)
+
+
 def run(store: ObjectStore, query: Query, page: int, per_page: int) -> tuple[list[str], int]:
     """One page of ids and the total number of matches."""
     shape = _composite_shape(query)
     if shape is not None:
         answer = _run_composite(store, query, shape, (page - 1) * per_page, per_page)
+        if answer is not None:
+            return answer
+    else:
+        answer = _run_text(store, query, (page - 1) * per_page, per_page)
         if answer is not None:
             return answer
     matches = select(store, query.conditions)

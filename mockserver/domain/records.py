@@ -40,12 +40,15 @@ class Record:
         self.json: bytes = bytes(memoryview(orjson.dumps(self.to_json())))
 
     def to_json(self) -> dict[str, Any]:
+        created = format_timestamp(self.created_at)
+        # A new record's two times are the same: format once.
+        same = self.updated_at == self.created_at
         return {
             "id": self.id,
             "object_id": self.object_id,
             "field_values": self.values,
-            "created_at": format_timestamp(self.created_at),
-            "updated_at": format_timestamp(self.updated_at),
+            "created_at": created,
+            "updated_at": created if same else format_timestamp(self.updated_at),
             "created_by": self.created_by,
         }
 

@@ -11,7 +11,7 @@ import hmac
 import ipaddress
 import json
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -151,16 +151,18 @@ class Webhooks:
         with self.lock:
             return self.subscriptions.pop(sub_id, None) is not None
 
-    def emit(self, event: str, record: dict[str, Any]) -> None:
-        """Queue one delivery per subscription that wants this event."""
+    def emit(self, event: str, record: Callable[[], dict[str, Any]]) -> None:
+        """Queue one delivery per subscription that wants this event. `record` makes the record's
+        JSON, called only when someone subscribed (each write calls this)."""
         with self.lock:
             subs = [s for s in self.subscriptions.values() if event in s.events]
             if not subs:
                 return
+            data = record()
             now = self.clock.now_us()
             event_id = self.ids.new("evt_")
             for sub in subs:
-                payload: dict[str, Any] = {"event": event, "timestamp": format_timestamp(now), "data": record}
+                payload: dict[str, Any] = {"event": event, "timestamp": format_timestamp(now), "data": data}
                 signature = sign(payload, sub.secret)
                 payload["signature"] = signature
                 body = json.dumps(payload, separators=(",", ":")).encode()

@@ -272,10 +272,11 @@ class KantosApi:
         else:
             raw, receive = await prefetch_body(receive)
         status: int | None = None
+        answer = b""
         try:
             rule = tenant.faults.fire(scope["method"], scope["path"]) if len(tenant.faults) else None
             if rule is not None:
-                answered, status = await self._faulted(rule, scope, receive, send)
+                answered, status, answer = await self._faulted(rule, scope, receive, send)
                 if answered:
                     return
             try:
@@ -286,13 +287,13 @@ class KantosApi:
                 # A bug in the mock: answer in the Kantos shape, then re-raise so the server logs
                 # it with its traceback (and an in-process test sees it), as Starlette would.
                 status = 500
-                await send_json(send, 500, internal_error_body(exc), [])
+                answer = await send_json(send, 500, internal_error_body(exc), [])
                 raise
             if status == 204:
                 await send({"type": "http.response.start", "status": 204, "headers": headers})
                 await send({"type": "http.response.body", "body": b""})
             else:
-                await send_json(send, status, payload, headers)
+                answer = await send_json(send, status, payload, headers)
         finally:
             tenant.journal.add(
                 now_us,
@@ -300,33 +301,37 @@ class KantosApi:
                 scope["path"],
                 scope["query_string"],
                 scope["headers"],
-                raw[:MAX_BODY],
+                raw,
                 status,
                 (time.perf_counter() - started) * 1000,
                 state.get("fault"),
+                answer,
             )
             if held is not None:
                 await held.release()
 
     async def _faulted(
         self, rule: FaultRule, scope: Scope, receive: Receive, send: Send
-    ) -> tuple[bool, int | None]:
+    ) -> tuple[bool, int | None, bytes]:
         """A fault rule fired: it may delay, answer or drop. Whether it answered (or dropped the
-        connection) itself, and the status it answered with."""
+        connection) itself, the status and the body it answered with."""
         state = scope["state"]
         state["fault"] = rule.id
         if rule.status is not None or rule.drop:
             state[MOCK_ONLY] = rule.id
         status: int | None = None
+        chunks: list[bytes] = []
 
         async def watch(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
             await send(message)
 
         answered = await act(rule, scope, receive, watch)
-        return answered, status
+        return answered, status, b"".join(chunks)
 
     def _answer(
         self,

@@ -21,8 +21,10 @@ from ..domain.errors import KantosError
 from ..domain.fixtures import load_fixtures
 from ..domain.tenants import Tenants
 from ..spec import Spec
+from .access import ControlAccess
 from .api import KantosApi
 from .control import control_routes
+from .dashboard import dashboard_routes
 from .gate import Gate, TenantRegistry, is_api_path
 from .responses import internal_error_handler, kantos_error_handler, not_found_handler
 from .selfcheck import ResponseSelfCheck, self_check_enabled
@@ -78,6 +80,7 @@ def create_app(
     state_file: str | Path | None = None,
     webhook_timeout: float = 30.0,
     webhook_allow: Iterable[str] = (),
+    control_token: str | None = None,
 ) -> MockApp:
     """The mock as an ASGI app, on the bundled fixtures and spec unless told otherwise.
 
@@ -86,7 +89,9 @@ def create_app(
     `control`: serve the control API under `/_mock` (control.yaml). `state_file`: load the default
     tenant's state from that file when it exists, and write it there after each change.
     `webhook_timeout`: seconds a webhook receiver has to answer; `webhook_allow`: hosts besides
-    loopback that webhook subscriptions may target.
+    loopback that webhook subscriptions may target. `control_token`: the control API and the
+    dashboard answer 401 to requests without it (the `X-Mock-Token` header, or the cookie a
+    one-time link sets); `/api` is unchanged.
     """
     fixture_set = fixtures if isinstance(fixtures, FixtureSet) else load_fixtures(fixtures)
     the_spec = spec if isinstance(spec, Spec) else Spec.load(spec)
@@ -94,6 +99,7 @@ def create_app(
     registry = TenantRegistry(tenants)
     registry.webhook_sender = WebhookSender(tenants, timeout=webhook_timeout)
     registry.webhook_allow = frozenset(webhook_allow)
+    registry.access = ControlAccess(control_token)
     if state_file is not None:
         registry.use_state_file(state_file)
     spec_json = orjson.dumps(the_spec.document)
@@ -103,7 +109,7 @@ def create_app(
 
     routes: list[Any] = [Route("/openapi.json", openapi_json, methods=["GET"])]
     if control:
-        routes += control_routes(registry)
+        routes += control_routes(registry) + dashboard_routes(registry)
     check = self_check_enabled(validate_responses)
     api = KantosApi(the_spec, registry)
     app = MockApp(

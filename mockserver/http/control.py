@@ -18,6 +18,7 @@ from ..domain.errors import BadRequest, MethodNotAllowed, NotFound
 from ..domain.fixtures import records_csv
 from ..domain.schema import parse_instant_operand
 from ..domain.state import MAX_US, MIN_US, export_state, import_state
+from ..domain.tenants import DEFAULT
 from ..spec import Operation, Spec
 from .api import check_content_type, read_body
 from .gate import Tenant, TenantRegistry
@@ -126,15 +127,49 @@ def _deliveries(tenant: Tenant, query: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _requests(tenant: Tenant, query: dict[str, Any]) -> dict[str, Any]:
+    journal = tenant.journal
+    # Read before the entries: a request journaled in between is then seen by the next poll.
+    last_id, generation = journal.last_id, journal.generation
+    data = journal.entries(
+        query.get("method"),
+        query.get("path"),
+        query.get("status"),
+        query.get("since", 0),
+        query.get("limit"),
+        query.get("bodies", True),
+    )
+    return {"data": data, "last_id": last_id, "generation": generation}
+
+
+def _request(tenant: Tenant, request_id: str) -> dict[str, Any]:
+    entry = tenant.journal.entry(int(request_id)) if request_id.isdigit() and len(request_id) < 19 else None
+    if entry is None:
+        raise NotFound(
+            f"Request {request_id!r} is not in the journal (ids count from 1; the oldest go first)",
+            {"request_id": request_id, "id": request_id},
+        )
+    return entry
+
+
+def _tenants(registry: TenantRegistry) -> list[dict[str, Any]]:
+    return [{"name": name, "default": name == DEFAULT} for name in registry.names()]
+
+
+def _keys(tenant: Tenant) -> list[dict[str, Any]]:
+    backend = tenant.backend
+    now_s = backend.clock.now_us() // 1_000_000
+    return [{**k.to_json(), "windows": backend.limiter.usage(k, now_s)} for k in backend.keys.values()]
+
+
 HANDLERS: dict[str, Handler] = {
     "resetMock": lambda reg, t, path, q, body: (
         200,
         {"tenant": t.name, "changes_undone": reg.reset(t.name)},
     ),
-    "listRequests": lambda reg, t, path, q, body: (
-        200,
-        {"data": t.journal.entries(q.get("method"), q.get("path"))},
-    ),
+    "listRequests": lambda reg, t, path, q, body: (200, _requests(t, q)),
+    "getRequest": lambda reg, t, path, q, body: (200, _request(t, path["request_id"])),
+    "listTenants": lambda reg, t, path, q, body: (200, {"data": _tenants(reg)}),
     "clearRequests": lambda reg, t, path, q, body: _cleared(t.journal.clear),
     "exportState": lambda reg, t, path, q, body: _export(t, q),
     "importState": lambda reg, t, path, q, body: _import(t, body),
@@ -144,7 +179,7 @@ HANDLERS: dict[str, Handler] = {
     "deleteFault": lambda reg, t, path, q, body: _delete_fault(t, path["fault_id"]),
     "getClock": lambda reg, t, path, q, body: (200, clock_json(t.backend.clock)),
     "setClock": lambda reg, t, path, q, body: _set_clock(t, body),
-    "listKeys": lambda reg, t, path, q, body: (200, {"data": [k.to_json() for k in t.backend.keys.values()]}),
+    "listKeys": lambda reg, t, path, q, body: (200, {"data": _keys(t)}),
     "listWebhooks": lambda reg, t, path, q, body: (
         200,
         {"data": [s.to_json() for s in t.backend.webhooks.subscriptions.values()]},

@@ -15,6 +15,7 @@ from ..domain.backend import Backend
 from ..domain.errors import KantosError
 from ..domain.state import export_state, import_state, write_atomic
 from ..domain.tenants import DEFAULT, Tenants
+from .access import LOGIN_PATH, ControlAccess, unauthorized
 from .faults import Faults, act
 from .journal import Journal, journaled
 from .responses import error_response
@@ -58,6 +59,8 @@ class TenantRegistry:
         #: loopback, that subscriptions may target.
         self.webhook_sender: WebhookSender | None = None
         self.webhook_allow: frozenset[str] = frozenset()
+        #: Who may use the control API and the dashboard (everyone, unless a token is set).
+        self.access = ControlAccess()
 
     @property
     def default(self) -> Tenant:
@@ -166,8 +169,15 @@ class Gate:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
+        headers = Headers(scope=scope)
+        access = self.registry.access
+        path = scope["path"]
+        if access.required and is_control_path(path) and path != LOGIN_PATH and not access.allows(headers):
+            state[MOCK_ONLY] = "control token"
+            await error_response(unauthorized())(scope, receive, send)
+            return
         try:
-            tenant = self.registry.get(Headers(scope=scope).get("x-mock-tenant"))
+            tenant = self.registry.get(headers.get("x-mock-tenant"))
         except KantosError as exc:
             state[MOCK_ONLY] = "X-Mock-Tenant"
             await error_response(exc)(scope, receive, send)

@@ -26,13 +26,15 @@ def error_response(exc: KantosError) -> Response:
     return json_response(exc.body(), exc.status, headers)
 
 
-async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]]) -> None:
+async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]]) -> bytes:
     """A JSON answer as two ASGI messages (the `/api` path has no Response objects). `payload`
-    is encoded here, unless it is bytes: JSON already (records keep their own encoding)."""
+    is encoded here, unless it is bytes: JSON already (records keep their own encoding).
+    Returns the body sent (for the journal)."""
     content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content)), *headers]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": content})
+    return content
 
 
 def error_headers(exc: KantosError, rate: RateStatus | None) -> list[tuple[bytes, bytes]]:
