@@ -7,7 +7,7 @@ import hmac
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +129,15 @@ def test_data_missing_a_field_is_reported_under_the_body_rule(
     original = webhooks.emit
     dropped: list[str] = []
 
-    def emit(event: str, record: dict[str, Any]) -> None:
-        values = dict(record["field_values"])
-        dropped.append(next(iter(values)))
-        del values[dropped[-1]]
-        original(event, {**record, "field_values": values})
+    def emit(event: str, record: Callable[[], dict[str, Any]]) -> None:
+        def tampered() -> dict[str, Any]:  # the mock makes the payload only when someone subscribed
+            made = record()
+            values = dict(made["field_values"])
+            dropped.append(next(iter(values)))
+            del values[dropped[-1]]
+            return {**made, "field_values": values}
+
+        original(event, tampered)
 
     webhooks.emit = emit  # type: ignore[method-assign]
     kit = Kit(mock.url, tmp_path, only=ONLY, seed=seed, webhooks=True)
