@@ -14,8 +14,9 @@ from kit_support import Kit, call_app, read_body
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver import create_app
-from mockserver.conformance import ratelimits
-from mockserver.conformance.client import Exchange
+from mockserver.conformance import mockclock, ratelimits
+from mockserver.conformance.client import Client, Exchange
+from mockserver.conformance.mockclock import ServerClock
 from mockserver.conformance.ratelimits import scan_windows
 from mockserver.conformance.report import Report
 from mockserver.domain.auth import ApiKey, RateLimiter, RateStatus
@@ -219,16 +220,103 @@ def test_the_days_last_minute_is_judged_on_a_frozen_clock(
 ) -> None:
     # After the 429's window the key is in the day's last minute, which ends with the day: the
     # headers cannot say which window they describe, so the kit ends that one on the mock's clock
-    # too and drives the key again in a fresh day.
+    # too and drives the key again in a fresh day. (The kit begins the drive with the next minute,
+    # the day's last but one.)
     mock = serve(per_minute=20)
     midnight = (int(time.time()) // 86_400 + 1) * 86_400
-    mock.clock.freeze(datetime.fromtimestamp(midnight - 70, UTC))
+    mock.clock.freeze(datetime.fromtimestamp(midnight - 130, UTC))
     kit = Kit(mock.url, tmp_path, only=ONLY, limited_key=LIMITED)
     assert kit.status == 0, kit.output
     for check in RATE_CHECKS:
         assert kit.checked(check), f"{check} not checked\n{kit.output}"
     assert "ending the day's window on the mock's clock" in kit.output
     assert mock.clock.frozen
+
+
+class SlowLink:
+    """A slow machine, simulated: each request of the limited key takes `step` seconds more, on the
+    mock's clock and in the time the kit reads it against alike (no wall-clock time passes)."""
+
+    def __init__(self, mock: MockServer, monkeypatch: pytest.MonkeyPatch, step: float) -> None:
+        self.extra = 0.0
+        monkeypatch.setattr(mockclock, "time", self)
+        monkeypatch.setattr(mock.backend.clock, "_wall_us", lambda: round(self.time() * 1_000_000))
+        limiter = mock.backend.limiter
+        hit = limiter.hit
+
+        def slow(key: ApiKey, now_s: int) -> RateStatus:
+            try:
+                return hit(key, now_s)
+            finally:
+                if key.key == LIMITED:
+                    self.extra += step
+
+        monkeypatch.setattr(limiter, "hit", slow)
+
+    def time(self) -> float:
+        return time.time() + self.extra
+
+
+@pytest.mark.parametrize("second", [0, 40, 59], ids=lambda s: f"at-second-{s}")
+@pytest.mark.parametrize("broken", [False, True], ids=["mock", "429s-use-quota"])
+def test_the_verdict_does_not_depend_on_the_second_the_drive_begins(
+    serve: Callable[..., MockServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    second: int,
+    broken: bool,
+) -> None:
+    # The drive spans most of a minute (1.5 s a request). Begun at whatever second the run had
+    # reached (40 here), it crossed into the next minute, where the day's window bound: its 429 was
+    # the day's, and 429s using quota went unseen. The kit begins it with a minute instead.
+    mock = serve(per_minute=20, per_day=30, **({"limiter": CountsRejected} if broken else {}))
+    noon = (int(time.time()) // 86_400 + 1) * 86_400 + 43_200
+    SlowLink(mock, monkeypatch, step=1.5)
+    mock.clock.set(datetime.fromtimestamp(noon + second, UTC))
+    kit = Kit(mock.url, tmp_path, only=ONLY, limited_key=LIMITED)
+    if broken:
+        assert kit.status == 1, kit.output
+        (rule,) = kit.failing()
+        assert kit.case("rate-limits.429-no-quota").get("name") == rule, kit.output
+        text = kit.failure("rate-limits.429-no-quota")
+        assert "expected: X-RateLimit-Remaining 9:" in text, text
+        assert "received: X-RateLimit-Remaining 6 (limit 30," in text, text
+    else:
+        assert kit.status == 0, kit.output
+        for check in RATE_CHECKS:
+            assert kit.checked(check), f"{check} not checked\n{kit.output}"
+
+
+def test_the_kit_moves_the_mocks_clock_past_an_instant_whatever_its_estimate(
+    serve: Callable[..., MockServer],
+) -> None:
+    # The kit estimates the mock's time from one read; on a loaded machine that estimate can be off
+    # by more than the margin it moves past an instant by. It judges the move on the mock's answer.
+    mock = serve(per_minute=20)
+    client = Client(mock.url, ADMIN_KEY)
+    try:
+        for frozen in (True, False):
+            if frozen:
+                mock.clock.freeze()
+            else:
+                mock.clock.unfreeze()
+            clock = ServerClock.of(client)
+            assert clock.mock
+            target = mock.clock.now().timestamp() + 30
+            if frozen:
+                assert clock._frozen_at is not None
+                clock._frozen_at += 5  # believes the mock 5 s ahead of where it is
+            else:
+                clock._offset += 5
+            assert clock.advance_to(target, margin=0.2)
+            assert mock.clock.now().timestamp() >= target
+            if frozen:  # where the drive begins: the next minute's first fraction of a second
+                before = mock.clock.now().timestamp()
+                assert clock.start_of_minute()
+                now = mock.clock.now().timestamp()
+                assert now // 60 == before // 60 + 1 and now % 60 < 1, (before, now)
+    finally:
+        client.close()
 
 
 def test_without_the_mocks_clock_the_429_is_judged_on_the_wall_clock(

@@ -129,15 +129,15 @@ def test_data_missing_a_field_is_reported_under_the_body_rule(
     original = webhooks.emit
     dropped: list[str] = []
 
-    def emit(event: str, make: Callable[[], dict[str, Any]]) -> None:
-        def record() -> dict[str, Any]:
-            doc = make()
-            values = dict(doc["field_values"])
+    def emit(event: str, record: Callable[[], dict[str, Any]]) -> None:
+        def tampered() -> dict[str, Any]:  # the mock makes the payload only when someone subscribed
+            made = record()
+            values = dict(made["field_values"])
             dropped.append(next(iter(values)))
             del values[dropped[-1]]
-            return {**doc, "field_values": values}
+            return {**made, "field_values": values}
 
-        original(event, record)
+        original(event, tampered)
 
     webhooks.emit = emit  # type: ignore[method-assign]
     kit = Kit(mock.url, tmp_path, only=ONLY, seed=seed, webhooks=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .client import Client
+from .client import Client, Exchange
 
 
 def parse_instant(text: Any) -> float | None:
@@ -48,20 +49,24 @@ class ServerClock:
 
     def sync(self) -> bool:
         """Read the mock's clock again; False when the server has no `/_mock/clock`."""
+        return self._read(lambda: self.client.request("GET", "/_mock/clock")) is not None
+
+    def _read(self, call: Callable[[], Exchange]) -> float | None:
+        """Send a request `/_mock/clock` answers with its time, and keep that time; None on failure."""
         before = time.time()
-        ex = self.client.request("GET", "/_mock/clock")
+        ex = call()
         after = time.time()
         body = ex.json if isinstance(ex.json, dict) else {}
         now = parse_instant(body.get("now"))
         if ex.status != 200 or now is None:
-            return False
+            return None
         if body.get("frozen") is True:
             self._frozen_at, self.uncertainty = now, 0.0
         else:
             self._frozen_at = None
             self._offset = now - (before + after) / 2
             self.uncertainty = (after - before) / 2
-        return True
+        return now
 
     def now(self, wall: float | None = None) -> float:
         """The server's time (Unix seconds) at wall-clock time `wall` (default: now)."""
@@ -71,15 +76,42 @@ class ServerClock:
 
     def advance(self, seconds: float) -> bool:
         """Move the mock's clock forward; False when this is not the mock or it refused."""
+        return self._advance(seconds) is not None
+
+    def _advance(self, seconds: float) -> float | None:
+        """Move the mock's clock forward; the time it answers with after the move (None: refused)."""
         if not self.mock:
-            return False
-        ex = self.client.request("POST", "/_mock/clock", json_body={"advance": round(seconds, 3)})
-        return ex.status == 200 and self.sync()
+            return None
+        body = {"advance": round(max(seconds, 0.0), 3)}
+        return self._read(lambda: self.client.request("POST", "/_mock/clock", json_body=body))
 
     def advance_to(self, instant: float, margin: float = 0.2) -> bool:
-        """Move the mock's clock to just after `instant` (when it is not already there)."""
-        behind = instant - self.now() + margin
-        return self.advance(behind) if behind > 0 else self.mock
+        """Move the mock's clock to just after `instant` (when it is not already there).
+
+        Judged on the time the mock answers with, not on the kit's estimate: on a loaded machine
+        the estimate can be off by more than the margin, and a clock left short of `instant` puts
+        the next request in the window the kit meant to end.
+        """
+        if not self.mock:
+            return False
+        now = self._read(lambda: self.client.request("GET", "/_mock/clock"))
+        for _ in range(5):
+            if now is None:
+                return False
+            if now >= instant:
+                return True
+            now = self._advance(instant - now + margin)
+        return now is not None and now >= instant
+
+    def start_of_minute(self, margin: float = 0.2) -> bool:
+        """Move the mock's clock to just after the next clock minute begins.
+
+        A window the kit drives then holds the whole drive however slow the machine (unless it takes
+        a minute), instead of ending part-way on whatever second the run reached.
+        """
+        if not self.mock:
+            return False
+        return self.advance_to((int(self.now()) // 60 + 1) * 60, margin)
 
     def advance_curl(self, base_url: str, seconds: float) -> str:
         """The reproducer's step that does what `advance` did."""
