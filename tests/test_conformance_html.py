@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS
 from test_conformance_kit import ADMIN_KEY, MIDDLEWARE, Rewrite
 
 from mockserver import create_app
@@ -29,15 +30,6 @@ from mockserver.conformance.rules import RULES, rules_for
 from mockserver.server import MockServer
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 BASE = "http://127.0.0.1:8123"
 NASTY = """<script>alert("x")</script> & 'quoted' "double" </pre><img src=x onerror=alert(1)>"""
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

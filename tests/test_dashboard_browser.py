@@ -19,13 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS
 from kantos_support import ADMIN_KEY
 from test_cli import Lines
 
 from mockserver import MockServer
 from mockserver.domain.backend import FixtureSet
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(
         "the browser tests need Debian's Chromium at /usr/bin/chromium: apt-get install -y chromium",
@@ -36,14 +36,6 @@ sync_api = pytest.importorskip(
 )
 Browser, Page, expect = sync_api.Browser, sync_api.Page, sync_api.expect
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWS = ["overview", "records", "requests", "webhooks", "faults"]
 ROOT = Path(__file__).resolve().parent.parent
 CONSOLE_SCRIPT = Path(sys.executable).with_name("kantos-mock")

@@ -22,7 +22,8 @@ from xml.etree import ElementTree as ET
 
 import httpx
 import pytest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from kit_support import call_app, read_body
+from starlette.types import Message, Receive, Scope, Send
 
 from mockserver import create_app
 from mockserver.conformance import Options, check
@@ -333,12 +334,7 @@ class Broken:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if self.before is not None:
             changed = self.before(scope, body)
             if isinstance(changed[0], int):
@@ -346,33 +342,10 @@ class Broken:
                 await _respond(send, changed[0], [], raw)
                 return
             scope, body = changed  # type: ignore[assignment]
-        status, headers, raw = await _call(self.app, scope, body)
+        status, headers, raw = await call_app(self.app, scope, body)
         if self.after is not None:
             status, headers, raw = self.after(scope, body, status, headers, raw)
         await _respond(send, status, headers, raw)
-
-
-async def _call(app: ASGIApp, scope: Scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    done = False
-
-    async def receive() -> Message:
-        nonlocal done
-        if done:
-            return {"type": "http.disconnect"}
-        done = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    status, headers, chunks = 500, [], []
-
-    async def send(message: Message) -> None:
-        nonlocal status, headers
-        if message["type"] == "http.response.start":
-            status, headers = message["status"], list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return status, headers, b"".join(chunks)
 
 
 async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
