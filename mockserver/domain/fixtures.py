@@ -333,15 +333,29 @@ class _Loader:
                 self.fail("", f"no object with slug {path.stem!r} in objects.yaml")
                 continue
             for where, item in rows:
-                rid = self._str(item, "id", where)
-                if rid is None:
-                    continue
-                if rid in seen:
-                    self.fail(self._at(where, "id"), f"duplicate record id {rid!r}")
-                    continue
-                seen[rid] = obj.id
-                loaded.append((self.file, where, obj, item))
+                self._admit(item, where, obj, item, seen, loaded)
         return self._check_records(loaded, users, seen)
+
+    def _admit(
+        self,
+        item: dict[str, Any],
+        where: str,
+        obj: ObjectDef,
+        kept: dict[str, Any] | bytes,
+        seen: dict[str, str],
+        loaded: list[tuple[str, str, ObjectDef, dict[str, Any] | bytes]],
+    ) -> bool:
+        """Take a record for checking (as `kept`) once its id is known and not taken; every id
+        must be known before any record is checked, for references."""
+        rid = self._str(item, "id", where)
+        if rid is None:
+            return False
+        if rid in seen:
+            self.fail(self._at(where, "id"), f"duplicate record id {rid!r}")
+            return False
+        seen[rid] = obj.id
+        loaded.append((self.file, where, obj, kept))
+        return True
 
     def _read_jsonl(
         self,
@@ -374,14 +388,8 @@ class _Loader:
                             where, f"expected a JSON object (one record a line), got {type(item).__name__}"
                         )
                         continue
-                    rid = self._str(item, "id", where)
-                    if rid is None:
+                    if not self._admit(item, where, obj, line, seen, loaded):
                         continue
-                    if rid in seen:
-                        self.fail(f"{where}.id", f"duplicate record id {rid!r}")
-                        continue
-                    seen[rid] = obj.id
-                    loaded.append((self.file, where, obj, line))
                     count += 1
                     if self.progress is not None and count % PROGRESS_EVERY == 0:
                         self.progress(f"{self.file}: {count:,} records read")
