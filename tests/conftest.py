@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from mockserver import create_app
 from mockserver.domain.backend import FixtureSet
 from mockserver.domain.fixtures import load_fixtures
-from mockserver.spec import Spec
+from mockserver.openapi import Spec
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -28,7 +28,7 @@ class Module:
     @property
     def layer(self) -> str:
         parts = self.name.split(".")
-        if len(parts) > 1 and parts[1] in ("domain", "spec", "http"):
+        if len(parts) > 1 and parts[1] in ("domain", "openapi", "http"):
             return parts[1]
         return "entry"
 
@@ -88,7 +88,7 @@ def module_params(layer: str | None = None) -> list[object]:
 
 
 def test_every_layer_has_modules() -> None:
-    for layer in ("domain", "spec", "http", "entry"):
+    for layer in ("domain", "openapi", "http", "entry"):
         assert by_layer(layer), layer
 
 
@@ -105,13 +105,13 @@ def test_import_scan_resolves_relative_and_absolute_imports() -> None:
 
 FORBIDDEN = {
     "domain": ("starlette", "uvicorn", "httpx", "pytest", "jsonschema", "referencing",
-               "mockserver.http", "mockserver.spec"),
-    "spec": ("starlette", "uvicorn", "httpx", "pytest", "mockserver.http"),
+               "mockserver.http", "mockserver.openapi"),
+    "openapi": ("starlette", "uvicorn", "httpx", "pytest", "mockserver.http"),
     "http": ("uvicorn", "pytest"),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("module", module_params("domain") + module_params("spec") + module_params("http"))
+@pytest.mark.parametrize("module", module_params("domain") + module_params("openapi") + module_params("http"))
 def test_module_imports_nothing_its_layer_forbids(module: Module) -> None:
     bad = sorted(i for i in imports_of(module) for banned in FORBIDDEN[module.layer] if within(i, banned))
     assert not bad, f"{module.name} ({module.layer}) imports {bad}"
@@ -130,12 +130,12 @@ def allowed(module: Module, name: str) -> bool:
         return (top(name) in ("yaml", "orjson") and module.name == "mockserver.domain.fixtures") or (
             top(name) == "orjson" and module.name == "mockserver.domain.records"
         )
-    if layer == "spec":
-        if within(name, "mockserver.spec") or within(name, "mockserver.domain.errors"):
+    if layer == "openapi":
+        if within(name, "mockserver.openapi") or within(name, "mockserver.domain.errors"):
             return True
         return top(name) in ("jsonschema", "jsonschema_rs", "referencing", "yaml", "orjson")
     if layer == "http":
-        if any(within(name, p) for p in ("mockserver.domain", "mockserver.spec", "mockserver.http")):
+        if any(within(name, p) for p in ("mockserver.domain", "mockserver.openapi", "mockserver.http")):
             return True
         return top(name) in ("starlette", "orjson") or (
             top(name) == "httpx" and module.name == "mockserver.http.webhooks"
@@ -143,7 +143,7 @@ def allowed(module: Module, name: str) -> bool:
     return True  # entry points: everything above; pytest is checked separately
 
 
-@pytest.mark.parametrize("module", module_params("domain") + module_params("spec") + module_params("http"))
+@pytest.mark.parametrize("module", module_params("domain") + module_params("openapi") + module_params("http"))
 def test_module_imports_only_what_its_layer_may(module: Module) -> None:
     bad = sorted(i for i in imports_of(module) if not allowed(module, i))
     assert not bad, (

@@ -20,7 +20,7 @@ from mockserver.domain.backend import FixtureSet
 from mockserver.http.access import is_loopback
 from mockserver.http.dashboard import dashboard_files
 from mockserver.http.journal import BODY_CAP, BYTES_BUDGET, Journal
-from mockserver.spec import Spec
+from mockserver.openapi import Spec
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "mockserver" / "dashboard"
 CONSOLE_SCRIPT = Path(sys.executable).with_name("kantos-mock")

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 
 from mockserver import create_app
 from mockserver.domain.backend import FixtureSet
-from mockserver.spec import Spec
+from mockserver.openapi import Spec
 
 QUERY = "/api/crm/records/query"
 WHOLE_SECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")

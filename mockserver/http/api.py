@@ -27,7 +27,7 @@ from ..domain.errors import (
 )
 from ..domain.query import compile_query
 from ..domain.tenants import DEFAULT
-from ..spec import Operation, Spec
+from ..openapi import Operation, Spec
 from .faults import FaultRule, act
 from .gate import MOCK_ONLY, SAFE_METHODS, HeldAnswer, TenantRegistry
 from .journal import prefetch_body

@@ -20,7 +20,7 @@ from ..domain.clock import Clock
 from ..domain.errors import KantosError
 from ..domain.fixtures import load_fixtures
 from ..domain.tenants import Tenants
-from ..spec import Spec
+from ..openapi import Spec
 from .access import ControlAccess
 from .api import KantosApi
 from .control import control_routes

@@ -19,7 +19,7 @@ from ..domain.fixtures import records_csv
 from ..domain.schema import parse_instant_operand
 from ..domain.state import MAX_US, MIN_US, export_state, import_state
 from ..domain.tenants import DEFAULT
-from ..spec import Operation, Spec
+from ..openapi import Operation, Spec
 from .api import check_content_type, read_body
 from .gate import Tenant, TenantRegistry
 from .responses import json_response

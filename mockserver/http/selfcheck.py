@@ -24,8 +24,8 @@ import os
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..spec import Spec
-from ..spec.responses import ResponseMismatch, ResponseValidator
+from ..openapi import Spec
+from ..openapi.responses import ResponseMismatch, ResponseValidator
 from .gate import MOCK_ONLY
 
 ENV_VAR = "KANTOS_MOCK_VALIDATE_RESPONSES"

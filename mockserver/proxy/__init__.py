@@ -25,8 +25,8 @@ import uvicorn
 
 from ..conformance.client import KEY_VARIABLE
 from ..conformance.report import Check, Report, _xml_safe, render_check
+from ..openapi import Spec
 from ..server import base_url, bind
-from ..spec import Spec
 from .app import ProxyApp
 from .checker import Checker, State
 

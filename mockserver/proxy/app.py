@@ -23,8 +23,8 @@ from ..conformance.oracle import OracleInputError, object_def
 from ..conformance.report import Finding, Report
 from ..conformance.shapes import error_shape_problem
 from ..domain.schema import ObjectDef
-from ..spec import Spec
-from ..spec.responses import FastResponseValidator
+from ..openapi import Spec
+from ..openapi.responses import FastResponseValidator
 from .clientside import Request, RequestChecks
 from .upstream import Upstream, UpstreamError
 

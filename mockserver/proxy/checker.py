@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import httpx
 
 from ..conformance.report import Report
-from ..spec import Spec
+from ..openapi import Spec
 from .app import Captured, Inspector
 from .record import Recorder
 

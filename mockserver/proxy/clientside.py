@@ -11,7 +11,7 @@ from ..domain import query as engine
 from ..domain.errors import KantosError, ValidationFailed
 from ..domain.schema import EMPTY, ObjectDef, check_value
 from ..http.api import MAX_BODY, check_content_type
-from ..spec import Operation, Spec
+from ..openapi import Operation, Spec
 
 
 @dataclass(slots=True)

@@ -15,8 +15,8 @@ from types import FrameType
 import uvicorn
 
 from .. import __version__
+from ..openapi import Spec
 from ..server import base_url, bind
-from ..spec import Spec
 from . import as_json, render, uvicorn_config, write_junit
 from .app import ProxyApp
 from .checker import Checker, State

@@ -30,7 +30,7 @@ from kantos_support import SyncASGITransport  # tests/kantos_support.py
 from starlette.applications import Starlette
 
 from mockserver import create_app
-from mockserver.spec import bundled_spec_path
+from mockserver.openapi import bundled_spec_path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILE = ROOT / "schemathesis.toml"

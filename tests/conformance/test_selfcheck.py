@@ -21,9 +21,9 @@ from kantos_support import SyncASGITransport
 from starlette.applications import Starlette
 
 from mockserver import create_app
+from mockserver.openapi import Spec, bundled_spec_path
+from mockserver.openapi.responses import ResponseMismatch, ResponseValidator
 from mockserver.server import MockServer
-from mockserver.spec import Spec, bundled_spec_path
-from mockserver.spec.responses import ResponseMismatch, ResponseValidator
 
 ADMIN = {"X-Api-Key": "kantos_admin_local_key"}
 DOCUMENT: dict[str, Any] = yaml.safe_load(bundled_spec_path().read_text(encoding="utf-8"))

@@ -338,7 +338,7 @@ def _escape(token: str) -> str:
 
 
 class _Checked:
-    """A schema compiled twice, as `spec.Compiled`: jsonschema-rs says "valid?" quickly, and only a
+    """A schema compiled twice, as `openapi.Compiled`: jsonschema-rs says "valid?" quickly, and only a
     response it doubts goes to jsonschema, whose errors (and verdict) stand."""
 
     def __init__(self, fast: jsonschema_rs.Validator, full: Draft202012Validator) -> None:
