@@ -174,8 +174,17 @@ def run_schemathesis(
         _collect(report, junit, summary, output, stopped, elapsed, budget)
 
 
+#: How long schemathesis may take to start and load the spec before its time budget starts: on a
+#: loaded machine, importing it alone can take longer than a quick run's whole budget.
+STARTUP_SECONDS = 90.0
+
+
 def _run(command: list[str], env: dict[str, str], seconds: float, report: Report) -> tuple[list[str], bool]:
-    """Run schemathesis, relaying its phase results as progress; SIGINT it when over budget."""
+    """Run schemathesis, relaying its phase results as progress; SIGINT it when over budget.
+
+    The budget counts from the moment schemathesis says it has loaded the specification, so a
+    slow start never eats the time meant for testing (nor leaves it stopped before it wrote any
+    report)."""
     proc = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -188,18 +197,23 @@ def _run(command: list[str], env: dict[str, str], seconds: float, report: Report
     )
     lines: list[str] = []
     phase = re.compile(r"^\s*\S*\s*(Examples|Coverage|Fuzzing|Stateful) \(in [\d.]+s\)")
+    loaded = threading.Event()
 
     def pump() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
+            if "Loaded specification" in line or phase.match(line):
+                loaded.set()
             if phase.match(line):
                 report.progress("schemathesis: " + line.strip())
+        loaded.set()  # its output ended: nothing more to wait for
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     stopped = False
     try:
+        loaded.wait(timeout=STARTUP_SECONDS)
         proc.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
         stopped = True
@@ -237,9 +251,12 @@ def _collect(
             doc = {}
     if not junit.exists() or not doc:
         tail = "\n".join(output[-15:])
-        report.problem(
-            f"schemathesis did not produce its reports (exit status unknown); its last lines:\n{tail}"
+        why = (
+            f"it was stopped by its {budget.seconds:.0f} s budget before it wrote them"
+            if stopped
+            else "exit status unknown"
         )
+        report.problem(f"schemathesis did not produce its reports ({why}); its last lines:\n{tail}")
         return
     root = ET.parse(junit).getroot()
     cases = doc.get("test_cases") or {}
