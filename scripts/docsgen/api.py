@@ -46,9 +46,11 @@ def schema_anchor(name: str) -> str:
 
 
 class Renderer:
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], responses_note: str = "") -> None:
         self.spec = spec
         self.components = spec.get("components", {})
+        #: A paragraph under the "Shared responses" heading.
+        self.responses_note = responses_note
 
     # --- references ------------------------------------------------------------------------
     def resolve(self, node: Any) -> Any:
@@ -127,6 +129,13 @@ class Renderer:
             words.insert(0, self.describe({"$ref": schema["$ref"]}))
         return " ".join(words) or "any"
 
+    @staticmethod
+    def main_schema(schema: Any) -> Any:
+        """A schema refined with `allOf: [Base, {...}]` as its base, for a short description."""
+        if isinstance(schema, dict) and schema.get("allOf") and "$ref" in schema["allOf"][0]:
+            return schema["allOf"][0]
+        return schema
+
     # --- operations --------------------------------------------------------------------------
     def parameters(self, params: list[Any]) -> str:
         rows = []
@@ -185,15 +194,17 @@ class Renderer:
         for status, raw in op.get("responses", {}).items():
             resp = self.resolve(raw)
             name = self.ref_name(raw)
-            desc = cell(resp.get("description", ""))
-            if name is not None:
-                desc = f"[{name}](#response-{name.lower()}): {desc}"
-            bodies = [f"{self.describe(c.get('schema', {}))}" for c in (resp.get("content") or {}).values()]
+            contents = list((resp.get("content") or {}).values())
+            if name is not None:  # a shared response: its own section says the rest
+                desc = f"[{name}](#response-{name.lower()})"
+                bodies = [self.describe(self.main_schema(c.get("schema", {}))) for c in contents]
+            else:
+                desc = cell(resp.get("description", ""))
+                bodies = [self.describe(c.get("schema", {})) for c in contents]
+                for content in contents:
+                    examples.extend(self.examples(content))
             headers = ", ".join(code(h) for h in (resp.get("headers") or {}))
             rows.append([code(status), desc, "; ".join(bodies) or "none", headers or "none"])
-            if name is None:
-                for content in (resp.get("content") or {}).values():
-                    examples.extend(self.examples(content))
         out.append(table(["status", "description", "body", "headers"], rows))
         out.extend(examples)
         return "\n".join(out)
@@ -234,15 +245,22 @@ class Renderer:
         responses = self.components.get("responses", {})
         if not responses:
             return ""
-        out = ["## Shared responses\n"]
+        out = (
+            ["## Shared responses\n", self.responses_note]
+            if self.responses_note
+            else ["## Shared responses\n"]
+        )
         for name, resp in responses.items():
             out.append(f"### {name} {{#response-{name.lower()}}}\n")
             out.append(resp.get("description", "").strip() + "\n")
             for media, content in (resp.get("content") or {}).items():
-                out.append(f"- {code(media)}: {self.describe(content.get('schema', {}))}\n")
+                schema = content.get("schema", {})
+                out.append(f"- {code(media)}: {self.describe(self.main_schema(schema))}\n")
             if resp.get("headers"):
                 out.append("- headers: " + ", ".join(code(h) for h in resp["headers"]) + "\n")
             for content in (resp.get("content") or {}).values():
+                if content.get("schema") and content["schema"] != self.main_schema(content["schema"]):
+                    out.append(self.folded_schema(content["schema"]))
                 out.extend(self.examples(content))
         return "\n".join(out)
 
@@ -280,10 +298,14 @@ class Renderer:
                 out.append(f"Other properties: {self.describe(extra)}.\n")
         else:
             out.append(f"Schema: {self.describe(schema)}.\n")
-        dumped = yaml.safe_dump(schema, sort_keys=False, allow_unicode=True, width=100).rstrip()
-        out.append('??? note "Schema"\n')
-        out.append(textwrap.indent(f"```yaml\n{dumped}\n```\n", "    "))
+        out.append(self.folded_schema(schema))
         return "\n".join(out)
+
+    @staticmethod
+    def folded_schema(schema: Any) -> str:
+        """The schema as the spec states it, in a block folded away (pymdownx.details)."""
+        dumped = yaml.safe_dump(schema, sort_keys=False, allow_unicode=True, width=100).rstrip()
+        return '??? note "Schema"\n' + textwrap.indent(f"```yaml\n{dumped}\n```\n", "    ")
 
     def schemas_section(self) -> str:
         schemas = self.components.get("schemas", {})
@@ -324,7 +346,11 @@ class Renderer:
 
 
 def kantos_api_reference() -> str:
-    return Renderer(load("openapi.yaml")).render()
+    note = (
+        "The examples below are the spec's own. The mock's real answer to a request of each kind "
+        "is on [Errors](errors.md#examples), made when the site is built.\n"
+    )
+    return Renderer(load("openapi.yaml"), responses_note=note).render()
 
 
 def control_api_reference() -> str:
