@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 # MkDocs puts this file's folder on sys.path while it loads the file, so docsgen/ imports.
-from docsgen import GENERATORS
+from docsgen import GENERATORS, api
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = re.compile(r"^<!-- (generated|include): ([^,>]+?)(, optional)? -->[ \t]*$", re.MULTILINE)
@@ -36,6 +36,11 @@ def expand(markdown: str, root: Path = ROOT) -> str:
         return path.read_text(encoding="utf-8").rstrip() + "\n"
 
     return MARKER.sub(replace, markdown)
+
+
+def on_pre_build(**kwargs: Any) -> None:
+    # `mkdocs serve` rebuilds in the same process: read the specs afresh each time.
+    api.load.cache_clear()
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:

@@ -8,6 +8,7 @@ and, folded, the schema itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import textwrap
 from importlib import resources
@@ -25,8 +26,12 @@ def spec_path(name: str) -> Path:
     return Path(str(resources.files("mockserver") / name))
 
 
+@functools.cache
 def load(name: str) -> dict[str, Any]:
-    data = yaml.safe_load(spec_path(name).read_text(encoding="utf-8"))
+    """A spec of the package, parsed once per build (libyaml's loader when PyYAML has it: the pure
+    Python one took seconds). Callers must not change it."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(spec_path(name).read_text(encoding="utf-8"), Loader=loader)
     assert isinstance(data, dict)
     return data
 
