@@ -31,7 +31,8 @@ def expand(markdown: str, root: Path = ROOT) -> str:
         path = root / name
         if not path.is_file():
             if optional:
-                return f"*`{name}` is not in the repository yet.*\n"
+                title = Path(name).stem.replace("_", " ").capitalize()
+                return f"# {title}\n\n*`{name}` is not in the repository yet.*\n"
             raise FileNotFoundError(f"<!-- include: {name} -->: {path} does not exist")
         return path.read_text(encoding="utf-8").rstrip() + "\n"
 
