@@ -252,6 +252,7 @@ class KantosMock:
         return self._control().assert_requested(method, path, times)
 
     def clear_requests(self) -> None:
+        """Empty the journal."""
         self._control().clear_requests()
 
     def fault(self, method: str | None = None, path: str | None = None, **rule: Any) -> dict[str, Any]:
@@ -260,6 +261,7 @@ class KantosMock:
         return self._control().fault(method, path, **rule)
 
     def clear_faults(self) -> None:
+        """Remove every fault rule (each test starts without any anyway)."""
         self._control().clear_faults()
 
     @property
@@ -268,9 +270,11 @@ class KantosMock:
         return self._control().clock
 
     def state(self) -> dict[str, Any]:
+        """The mock's whole state, as `GET /_mock/state`."""
         return self._control().state()
 
     def load_state(self, state: dict[str, Any]) -> dict[str, int]:
+        """Replace the mock's state (from `state()` or a state file); undone by the next reset."""
         return self._control().load_state(state)
 
     def set_key(self, key: str, **limits: Any) -> dict[str, Any]:

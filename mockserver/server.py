@@ -128,6 +128,7 @@ class ClockControl:
 
     @property
     def frozen(self) -> bool:
+        """True while time stands still (after `freeze()`, until `unfreeze()` or a reset)."""
         return self._control.backend.clock.frozen
 
     def freeze(self, at: datetime | str | None = None) -> datetime:
@@ -177,6 +178,7 @@ class MockControl:
 
     @property
     def clock(self) -> ClockControl:
+        """The tenant's clock: freeze, set or advance the mock's time."""
         return ClockControl(self)
 
     def reset(self) -> int:
@@ -193,6 +195,7 @@ class MockControl:
         return list(result["data"])
 
     def clear_requests(self) -> None:
+        """Empty the journal."""
         self._invoke("clearRequests")
 
     def assert_requested(
@@ -251,10 +254,12 @@ class MockControl:
         return result
 
     def faults(self) -> list[dict[str, Any]]:
+        """The fault rules, in the order they are tried, each with its id."""
         result: dict[str, Any] = self._invoke("listFaults")
         return list(result["data"])
 
     def clear_faults(self) -> None:
+        """Remove every fault rule."""
         self._invoke("clearFaults")
 
     # --- records, state, keys ---------------------------------------------------------------
@@ -290,6 +295,7 @@ class MockControl:
         return result
 
     def keys(self) -> list[dict[str, Any]]:
+        """The API keys, with type, user, plan and limits, as `GET /_mock/keys`."""
         result: dict[str, Any] = self._invoke("listKeys")
         return list(result["data"])
 
