@@ -39,7 +39,7 @@ def test_every_option_appears_with_its_help(cli_page: str, command: str) -> None
     parser = dict((name, p) for name, _, p in cli.parsers())[command]
     start = cli_page.index(f"{{#{command}}}")
     end = cli_page.find("\n## ", start)
-    section = cli_page[start : end if end != -1 else None]
+    section = cli_page[start : end if end != -1 else None].replace("\\", "")  # `\_` shows as `_`
     actions = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
     assert actions
     for action in actions:
@@ -90,6 +90,14 @@ def test_the_field_type_table_has_every_type() -> None:
         assert f"| `{t.value}` |" in page
 
 
+def test_every_contract_rule_is_listed() -> None:
+    from mockserver.conformance.rules import RULES
+
+    page = GENERATORS["contract-rules"]()
+    for rule in RULES:
+        assert f"| `{rule.id}` |" in page
+
+
 def test_markers_expand_and_fail_loudly(tmp_path: Path) -> None:
     (tmp_path / "NOTES.md").write_text("# Notes\n\nkept as it is\n", encoding="utf-8")
     page = "intro\n<!-- include: NOTES.md -->\n<!-- include: MISSING.md, optional -->\n"
@@ -109,6 +117,7 @@ def test_each_reference_page_uses_its_generator() -> None:
         "reference/control-api.md": "control-api",
         "reference/errors.md": "errors",
         "reference/fixture-formats.md": "field-types",
+        "contract.md": "contract-rules",
     }
     for page, name in pages.items():
         assert f"<!-- generated: {name} -->" in (ROOT / "docs" / page).read_text(encoding="utf-8"), page

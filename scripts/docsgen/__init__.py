@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import api, cli, errors, fixtures
+from . import api, cli, errors, fixtures, rules
 
 GENERATORS: dict[str, Callable[[], str]] = {
     "cli": cli.cli_reference,
@@ -18,4 +18,5 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "errors": errors.error_reference,
     "fixture-constants": fixtures.fixture_constants,
     "field-types": fixtures.field_types,
+    "contract-rules": rules.contract_rules,
 }

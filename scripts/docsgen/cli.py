@@ -7,7 +7,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from .text import cell, code, table
+from .text import code, plain, table
 
 #: Defaults read from the environment when the parser is built; the page must not show whatever
 #: the build's environment holds (the help texts name the variable instead).
@@ -79,7 +79,7 @@ def _help(action: argparse.Action) -> str:
         text = "print the version and exit"
     if action.nargs == argparse.ZERO_OR_MORE or isinstance(action, argparse._AppendAction):
         text += " (repeatable)" if "repeatable" not in text else ""
-    return cell(text)
+    return plain(text)
 
 
 def option_table(parser: argparse.ArgumentParser) -> str:

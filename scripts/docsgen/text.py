@@ -21,6 +21,12 @@ def cell(text: object) -> str:
     return "".join(out)
 
 
+def plain(text: object) -> str:
+    """Plain text (a help string, a rule) for a table cell: `*` and `_` shown as they are, never
+    read as emphasis (`/api/crm/*`, "turned into _")."""
+    return cell(str(text).replace("*", "\\*").replace("_", "\\_"))
+
+
 def code(text: object) -> str:
     """An inline code span that holds any text (backticks included)."""
     s = str(text)
