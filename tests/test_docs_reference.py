@@ -121,5 +121,8 @@ def test_each_reference_page_uses_its_generator() -> None:
     }
     for page, name in pages.items():
         assert f"<!-- generated: {name} -->" in (ROOT / "docs" / page).read_text(encoding="utf-8"), page
+    assert "<!-- generated: csv-example -->" in (ROOT / "docs/reference/fixture-formats.md").read_text(
+        encoding="utf-8"
+    )
     assert "<!-- include: ARCHITECTURE.md -->" in (ROOT / "docs/architecture.md").read_text(encoding="utf-8")
     assert "<!-- include: CHANGELOG.md" in (ROOT / "docs/changelog.md").read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import api, cli, errors, fixtures, rules
+from . import api, cli, errors, fixtures, live, rules
 
 GENERATORS: dict[str, Callable[[], str]] = {
     "cli": cli.cli_reference,
@@ -19,4 +19,5 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "fixture-constants": fixtures.fixture_constants,
     "field-types": fixtures.field_types,
     "contract-rules": rules.contract_rules,
+    "csv-example": live.csv_export,
 }

@@ -111,3 +111,23 @@ def _exchange(response: Any, title: str, method: str, path: str) -> Exchange:
     keep = ("allow", "retry-after")
     headers = {k: v for k, v in response.headers.items() if k.lower() in keep}
     return Exchange(title, method, path, response.status_code, json.loads(response.content), headers)
+
+
+def csv_export(object_id: str = "obj_companies", rows: int = 3) -> str:
+    """The first `rows` records of `object_id` as the control API exports them (and as the loader
+    reads them back): `GET /_mock/state?format=csv&object_id=...` on the bundled fixtures."""
+    import asyncio
+
+    import httpx
+
+    from mockserver import create_app
+
+    async def get() -> str:
+        transport = httpx.ASGITransport(app=create_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://mock") as client:
+            answer = await client.get("/_mock/state", params={"format": "csv", "object_id": object_id})
+            answer.raise_for_status()
+            return answer.text
+
+    lines = asyncio.run(get()).splitlines()
+    return "```csv\n" + "\n".join(lines[: rows + 1]) + "\n```\n"
