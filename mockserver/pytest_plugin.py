@@ -173,7 +173,26 @@ def kantos_mock(
 
 
 class KantosMock:
-    """What a test gets from `kantos_mock`. Construction resets the mock (when there is one)."""
+    """What a test gets from `kantos_mock`. Construction resets the mock (when there is one).
+
+    ```python
+    def test_creates_a_contact(kantos_mock):
+        answer = kantos_mock.client.post(
+            "/api/crm/record", json={"object_id": "obj_contacts", "field_values": {"name": "Jo"}}
+        )
+        assert answer.status_code == 201
+        kantos_mock.assert_requested("POST", "/api/crm/record", times=1)
+    ```
+
+    The methods that need the control API (journal, faults, clock, state, keys) skip the test
+    when `--kantos-base-url` points the tests at a real server; `seed` and `client` work on both.
+
+    Attributes:
+        url: the base URL the tests talk to (the mock's, or `--kantos-base-url`).
+        api_key: the key `client` sends (see the `kantos_api_key` fixture).
+        client: an `httpx.Client` with `base_url` and the `X-Api-Key` header set.
+        server: the session's `MockServer`; None against a real server.
+    """
 
     def __init__(
         self, url: str, api_key: str, server: MockServer | None, transport: httpx.BaseTransport
@@ -233,6 +252,7 @@ class KantosMock:
         return self._control().assert_requested(method, path, times)
 
     def clear_requests(self) -> None:
+        """Empty the journal."""
         self._control().clear_requests()
 
     def fault(self, method: str | None = None, path: str | None = None, **rule: Any) -> dict[str, Any]:
@@ -241,6 +261,7 @@ class KantosMock:
         return self._control().fault(method, path, **rule)
 
     def clear_faults(self) -> None:
+        """Remove every fault rule (each test starts without any anyway)."""
         self._control().clear_faults()
 
     @property
@@ -249,9 +270,11 @@ class KantosMock:
         return self._control().clock
 
     def state(self) -> dict[str, Any]:
+        """The mock's whole state, as `GET /_mock/state`."""
         return self._control().state()
 
     def load_state(self, state: dict[str, Any]) -> dict[str, int]:
+        """Replace the mock's state (from `state()` or a state file); undone by the next reset."""
         return self._control().load_state(state)
 
     def set_key(self, key: str, **limits: Any) -> dict[str, Any]:

@@ -128,6 +128,7 @@ class ClockControl:
 
     @property
     def frozen(self) -> bool:
+        """True while time stands still (after `freeze()`, until `unfreeze()` or a reset)."""
         return self._control.backend.clock.frozen
 
     def freeze(self, at: datetime | str | None = None) -> datetime:
@@ -177,6 +178,7 @@ class MockControl:
 
     @property
     def clock(self) -> ClockControl:
+        """The tenant's clock: freeze, set or advance the mock's time."""
         return ClockControl(self)
 
     def reset(self) -> int:
@@ -193,6 +195,7 @@ class MockControl:
         return list(result["data"])
 
     def clear_requests(self) -> None:
+        """Empty the journal."""
         self._invoke("clearRequests")
 
     def assert_requested(
@@ -251,10 +254,12 @@ class MockControl:
         return result
 
     def faults(self) -> list[dict[str, Any]]:
+        """The fault rules, in the order they are tried, each with its id."""
         result: dict[str, Any] = self._invoke("listFaults")
         return list(result["data"])
 
     def clear_faults(self) -> None:
+        """Remove every fault rule."""
         self._invoke("clearFaults")
 
     # --- records, state, keys ---------------------------------------------------------------
@@ -290,6 +295,7 @@ class MockControl:
         return result
 
     def keys(self) -> list[dict[str, Any]]:
+        """The API keys, with type, user, plan and limits, as `GET /_mock/keys`."""
         result: dict[str, Any] = self._invoke("listKeys")
         return list(result["data"])
 
@@ -336,6 +342,25 @@ class MockServer(MockControl):
     the same for the tenant an `X-Mock-Tenant: name` header selects. Start-up failures (a bad
     fixture set, a port in use, a server that does not come up in `start_timeout` seconds)
     raise; they never hang.
+
+    Args:
+        fixtures: a fixture folder, a loaded `FixtureSet`, or None for the bundled set.
+        host: the interface to bind.
+        port: the port to bind; 0 (the default) picks a free one, read it from `url`.
+        seed: seed for record ids, so every run creates the same ids; None for random ids.
+        api_key: the key `client()` sends; default the documented admin key when the fixture
+            set has it, else its first server key.
+        app: serve this app (from `create_app`) instead of making one; `fixtures`, `seed`,
+            `control` and `state_file` are then ignored.
+        control: serve the control API under `/_mock` (the methods here work either way).
+        state_file: load the state from this file when it exists; write it there after each change.
+        start_timeout: seconds `start()` waits for the server to accept connections.
+        uvicorn_options: more `uvicorn.Config` options.
+
+    Attributes:
+        url: `http://127.0.0.1:<port>` once started (no trailing slash); "" before.
+        api_key: the key `client()` sends.
+        app: the ASGI app served (`create_app`'s).
     """
 
     def __init__(
@@ -375,9 +400,17 @@ class MockServer(MockControl):
 
     @property
     def running(self) -> bool:
+        """True between `start()` and `stop()`."""
         return self._thread is not None
 
     def start(self) -> MockServer:
+        """Bind the socket and serve in a background thread; returns once connections are accepted.
+        Does nothing when already started. `with MockServer() as mock:` starts and stops it.
+
+        Raises:
+            OSError: the port cannot be bound.
+            RuntimeError: the server did not come up within `start_timeout` seconds.
+        """
         if self._thread is not None:
             return self
         self._error = None
@@ -405,6 +438,7 @@ class MockServer(MockControl):
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket (webhook deliveries stop too). `start()` may follow."""
         sender = self.app.state.registry.webhook_sender
         if sender is not None:
             sender.stop()

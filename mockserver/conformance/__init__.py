@@ -35,23 +35,32 @@ __all__ = ["Options", "check", "run"]
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    """What a run checks beyond the behaviour suite, and where it writes its reports."""
+    """What a run checks beyond the behaviour suite, and where it writes its reports.
 
-    #: Also check webhook deliveries, with a receiver of the kit's own.
+    ```python
+    options = Options(limited_key="kantos_free_local_key", only=frozenset({"rate-limits"}))
+    report = check("http://127.0.0.1:8000", "kantos_admin_local_key", options=options)
+    ```
+
+    Attributes:
+        webhooks: also check webhook deliveries, with a receiver of the kit's own.
+        webhook_listen: HOST:PORT for that receiver (default: a free loopback port).
+        webhook_retries: fail the first delivery and check that the retry carries the same event id.
+        limited_key: a key on a small plan: the kit drives it into a 429.
+        intake_key: an intake key: the kit checks that /api/crm/* refuses it with 403.
+        non_admin_key: a server key of a user who is not an admin: the kit checks that schema
+            writes refuse it.
+        html_path: write a self-contained HTML report there.
+        only: run only these phases (see `PHASES`), after the setup; None runs them all.
+    """
+
     webhooks: bool = False
-    #: HOST:PORT for that receiver (default: a free loopback port).
     webhook_listen: str | None = None
-    #: Fail the first delivery and check that the retry carries the same event id.
     webhook_retries: bool = False
-    #: A key on a small plan: the kit drives it into a 429.
     limited_key: str | None = None
-    #: An intake key: the kit checks that /api/crm/* refuses it with 403.
     intake_key: str | None = None
-    #: A server key of a user who is not an admin: the kit checks that schema writes refuse it.
     non_admin_key: str | None = None
-    #: Write a self-contained HTML report there.
     html_path: str | None = None
-    #: Run only these phases (see PHASES), after the setup; None runs them all.
     only: frozenset[str] | None = None
 
 
@@ -129,7 +138,11 @@ def check(
     keep_data: bool = False,
     options: Options | None = None,
 ) -> Report:
-    """Run the kit's phases and return the report, unrendered (`run` prints and writes it)."""
+    """Run the kit's phases and return the report, unrendered (`run` prints and writes it).
+
+    The arguments are `run`'s. Progress lines go to `out` (default stdout) as the run goes;
+    `report.exit_status()` is what `run` would return, `report.render()` its text report.
+    """
     options = options if options is not None else Options()
     base_url = base_url.rstrip("/")
     report = Report(base_url, out if out is not None else sys.stdout)

@@ -62,7 +62,18 @@ def _area_key(area: str) -> int:
 
 
 class Report:
-    """Collects checks and findings while the kit runs; renders them when it is done."""
+    """Collects checks and findings while the kit runs; renders them when it is done.
+
+    `check()` returns one. Attributes a caller reads:
+
+    Attributes:
+        checks: every check the run made, by check id (each with its runs and findings).
+        notes: remarks printed with the report that change no verdict.
+        problems: what the kit could not do (an unreachable server, scratch data it could not
+            make); any makes the exit status 2.
+        timings: seconds spent in each phase of the run, in run order.
+        seed: the run's seed; the same seed makes the same data and queries.
+    """
 
     def __init__(self, base_url: str, out: TextIO | None = None) -> None:
         self.base_url = base_url
@@ -122,6 +133,7 @@ class Report:
 
     @property
     def failing(self) -> list[Check]:
+        """The checks that found a deviation."""
         return [c for c in self.checks.values() if c.findings]
 
     def exercised(self, rule: Rule) -> list[Check]:
@@ -146,6 +158,8 @@ class Report:
     # --- text --------------------------------------------------------------------------------
 
     def render(self, max_examples: int = 3) -> str:
+        """The text report: each failing check with up to `max_examples` of its findings, then the
+        rules by area, the contract's coverage and the time by phase."""
         lines: list[str] = []
         failing = sorted(self.failing, key=lambda c: (_area_key(c.rule_area), c.id))
         passed = [c for c in self.checks.values() if c.ok]
@@ -262,6 +276,8 @@ class Report:
         return root
 
     def write_junit(self, path: str | Path) -> None:
+        """Write the report as JUnit XML: one test case per contract rule (skipped when the run
+        did not exercise it), failed with the findings of its checks."""
         tree = ET.ElementTree(self.junit())
         ET.indent(tree)
         Path(path).parent.mkdir(parents=True, exist_ok=True)

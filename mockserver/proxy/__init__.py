@@ -60,7 +60,35 @@ class _Server(uvicorn.Server):
 
 class ValidationProxy:
     """The proxy on a real socket (a free port by default), in a background thread; its checks in
-    a process of their own."""
+    a process of their own.
+
+    ```python
+    with ValidationProxy("https://sandbox.kantos.example") as proxy:
+        run_my_tests(base_url=proxy.url)   # the client's traffic goes through unchanged
+    assert proxy.deviations == 0, proxy.render()
+    ```
+
+    `start()` (or `with`) binds and serves, and raises when the spec is bad or the proxy does not
+    come up in `start_timeout` seconds. The checks never delay an answer, so the results are as
+    of the last `drain()` (wait for the checks of everything forwarded so far) or `stop()`.
+    `render()` gives the text report `kantos-mock proxy` prints; `write_json(path)` and
+    `write_junit(path)` write the others.
+
+    Args:
+        upstream: the Kantos-compatible server to forward to (base URL).
+        host: the interface to bind.
+        port: the port to bind; 0 (the default) picks a free one, read it from `url`.
+        record: at `stop()`, write what the traffic showed as a fixture folder there.
+        spec: the OpenAPI file to judge by (default: the bundled `openapi.yaml`).
+        out: where the checking process's log lines go (default: stderr).
+        start_timeout: seconds `start()` waits for the proxy and its checking process.
+
+    Attributes:
+        url: the proxy's base URL once started; point the client at it.
+        deviations: findings against the upstream (its answers that break the contract).
+        mistakes: findings against the client (requests the contract refuses).
+        exchanges: requests forwarded and checked.
+    """
 
     def __init__(
         self,
