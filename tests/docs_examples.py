@@ -293,7 +293,9 @@ class Page:
         rc, output = self._exec(["bash", "-euo", "pipefail", str(script)], statuses=statuses)
         seen = statuses.read_text().split()
         if rc != 0:
-            return self._failed(block, output, f"exit status {rc}", f"exit status 0; curl statuses {seen}")
+            wanted = "" if options.expect is None else f"; curl statuses {' '.join(options.expect)}"
+            got = f"exit status {rc}; curl statuses {' '.join(seen) or '(no curl call)'}"
+            return self._failed(block, output, got, f"exit status 0{wanted}")
         if options.expect is None:
             if seen:
                 return self._failed(
