@@ -23,7 +23,7 @@ from mockserver.domain.backend import FixtureSet
 from mockserver.openapi import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "fixtures"
+FIXTURES = ROOT / "mockserver" / "fixtures"  # the bundled set (fixtures/ links to it)
 # Pages of another checkout can be tried with this runner: KANTOS_DOCS_ROOT=/path/to/clone pytest ...
 DOCS_ROOT = Path(os.environ.get("KANTOS_DOCS_ROOT") or ROOT)
 
