@@ -36,7 +36,7 @@ PYTHON = frozenset({"python", "py"})
 JS = frozenset({"js", "javascript", "mjs"})
 MARKED = SHELL | PYTHON | JS
 
-BLOCK_TIMEOUT = 60.0  # seconds one example may take
+BLOCK_TIMEOUT = 90.0  # seconds one example may take (a kit run took ~35 s on a loaded machine)
 OUTPUT_SHOWN = 6000  # characters of an example's output a failure message shows (the end of it)
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
