@@ -1,18 +1,26 @@
 """The docs' fenced examples: found in the Markdown, checked for their marker, run against a mock.
 
-The convention (the project's notes hold its full text): every sh, bash, shell, console, python, py,
-js, javascript or mjs block has an HTML comment on the line directly above its fence:
+The convention. Every sh, bash, shell, console, python, py, js, javascript or mjs block of README.md
+and docs/**/*.md has an HTML comment on the line directly above its fence (no blank line between):
 
-    <!-- illustrative -->               never run
+    <!-- illustrative -->               never run (installs, long-running servers, output samples)
     <!-- run -->                        run against the page's mock
     <!-- run: expect 200 201 -->         shell: the HTTP statuses of its curl transfers, in order
     <!-- run: file crm.py -->            written into the page's folder under that name
     <!-- run: expect 201; file a.sh -->  options combine with `;`
 
-A page's run blocks share one fresh mock and one folder (holding a copy of the bundled fixtures
-as ./fixtures), in page order. `file NAME` also works on blocks of other languages (yaml, csv,
-...), which are otherwise never run. A `file` block is only written, unless it is a Python block
-with test functions or a JavaScript block using node:test: those run too.
+Blocks in other languages need no marker and never run, but `file NAME` works on them too (a
+fixture file, a JSON body). How a page's run blocks run, in page order:
+- against one mock started for the page on the bundled fixtures, in one folder of the page's
+  (holding a copy of the bundled fixtures as ./fixtures), with BASE and KANTOS_URL (the mock's
+  URL), KEY and KANTOS_API_KEY (its admin key) exported and the project's .venv/bin on PATH;
+- shell blocks with `bash -euo pipefail`; a console block's `$ ` lines only. A shell block whose
+  curl calls got answers must say which (`expect`); curl is a wrapper that records them;
+- Python blocks with python, or under pytest (with the project's plugin, so `kantos_mock` works)
+  when they define tests; a pytest block fails when no test ran or one skipped;
+- JavaScript blocks with `node`, or `node --test` when they use node:test; skipped without node;
+- a `file` block is only written, unless it is a Python block with tests or a node:test block;
+- each block within BLOCK_TIMEOUT; whatever it started in the background ends with it.
 """
 
 from __future__ import annotations
