@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from docs_examples import Block, Mock, Outcome, Page, extract, marker_problems
+from docs_examples import Block, Mock, Outcome, Page, console_commands, extract, marker_problems
 
 from mockserver import MockServer, create_app
 from mockserver.domain.backend import FixtureSet
@@ -193,6 +193,33 @@ def test_an_unmarked_block_is_named_by_file_and_line(tmp_path: Path) -> None:
     assert len(problems) == 2, problems
     assert problems[0].startswith("docs/page.md:6: python block has no marker")
     assert problems[1].startswith("docs/page.md:14: bad option 'expect 2000'")
+
+
+def test_blocks_in_lists_and_longer_fences_are_read_whole(tmp_path: Path) -> None:
+    blocks = make_page(
+        tmp_path,
+        """\
+        1. A step:
+
+            <!-- run: expect 200 -->
+            ```sh
+            curl -s "$BASE/x"
+              # indented under the fence
+            ```
+
+        ````markdown
+        <!-- run -->
+        ```sh
+        not a block of its own
+        ```
+        ````
+        """,
+    )
+    found = [(b.line, b.lang, b.marker) for b in blocks]
+    assert found == [(4, "sh", "run: expect 200"), (9, "markdown", None)]
+    assert blocks[0].code == 'curl -s "$BASE/x"\n  # indented under the fence\n'
+    assert "not a block of its own" in blocks[1].code
+    assert console_commands("$ echo a \\\n    b\na b\n$ true\n") == "echo a \\\n    b\ntrue\n"
 
 
 def test_a_broken_python_example_fails(tmp_path: Path, start_mock: Callable[[], Mock]) -> None:
