@@ -6,5 +6,5 @@ from .domain.fixtures import FixtureError, load_fixtures
 from .http.app import create_app
 from .server import MockServer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["FixtureError", "MockServer", "__version__", "create_app", "load_fixtures"]
