@@ -126,3 +126,19 @@ def test_each_reference_page_uses_its_generator() -> None:
     )
     assert "<!-- include: ARCHITECTURE.md -->" in (ROOT / "docs/architecture.md").read_text(encoding="utf-8")
     assert "<!-- include: CHANGELOG.md" in (ROOT / "docs/changelog.md").read_text(encoding="utf-8")
+
+
+def test_the_error_examples_in_openapi_yaml_are_answers_the_mock_gives() -> None:
+    """Each example of a shared error response is, word for word, what the mock answers to one of
+    the error reference's requests: readers copy these, and client code is written against them."""
+    document = yaml.safe_load((ROOT / "mockserver" / "openapi.yaml").read_text(encoding="utf-8"))
+    components = document["components"]
+    answers = [e.body for e in error_exchanges()]
+    checked: set[int] = set()
+    for name, response in components["responses"].items():
+        for label, example in (response["content"]["application/json"].get("examples") or {}).items():
+            if "$ref" in example:
+                example = components["examples"][example["$ref"].rsplit("/", 1)[-1]]
+            assert example["value"] in answers, f"responses.{name}.examples.{label} is not a real answer"
+            checked.add(example["value"]["status"])
+    assert checked == {a["status"] for a in answers}  # every error status has a checked example
