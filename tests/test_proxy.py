@@ -29,8 +29,8 @@ from mockserver import create_app
 from mockserver.conformance import Options, check
 from mockserver.domain.fixtures import load_fixtures
 from mockserver.proxy import ValidationProxy
-from mockserver.proxy.upstream import Upstream
-from mockserver.server import MockServer
+from mockserver.proxy.forward import Forwarder, Wire
+from mockserver.server import MockServer, bind
 
 KEY = "kantos_admin_local_key"
 H = {"X-Api-Key": KEY}
@@ -303,16 +303,22 @@ def test_an_interim_100_continue_from_the_upstream_is_not_taken_for_the_answer()
         writer.close()
         await writer.wait_closed()
 
-    async def main() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def main() -> tuple[bytes, list[Wire]]:
         server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        seen: list[Wire] = []
         async with server:
-            client = Upstream(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-            response = await client.send("POST", b"/api/crm/record", [], None, False)
-            body = b"".join([piece async for piece in response.chunks(5)])
-            await client.close()
-            return response.status, response.headers, body
+            fwd = Forwarder(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen.append)
+            listening = await fwd.serve(bind("127.0.0.1", 0))
+            reader, writer = await asyncio.open_connection("127.0.0.1", listening.sockets[0].getsockname()[1])
+            writer.write(b"POST /api/crm/record HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+            answer = await asyncio.wait_for(reader.readuntil(b"ok"), 10)
+            writer.close()
+            await fwd.shutdown(listening)
+            return answer, seen
 
-    assert asyncio.run(main()) == (201, [(b"content-length", b"2")], b"ok")
+    answer, seen = asyncio.run(main())
+    assert answer == b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"
+    assert [(w[0], w[5], w[6], w[7]) for w in seen] == [("POST", 201, [(b"content-length", b"2")], b"ok")]
 
 
 # --- in front of broken servers -------------------------------------------------------------------
