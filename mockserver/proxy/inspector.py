@@ -7,12 +7,14 @@ bytes it saw (`Wire`), and `Captured.from_wire` decodes them here, off the forwa
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, unquote
 
 import httpx
+import orjson
 
 from ..conformance.answers import AnswerChecks
 from ..conformance.client import Exchange
@@ -115,6 +117,11 @@ class Inspector:
             text=c.response_body.decode("utf-8", "replace"),
             error=c.error,
         )
+        # orjson, several times faster than Exchange.json's decoder; what orjson refuses (NaN, huge
+        # integers, bytes that are not UTF-8) is left to Exchange.json.
+        if c.response_body:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                ex._json = orjson.loads(c.response_body)
         if not c.path.startswith("/api/") or not c.status:
             return
         tenant = c.headers.get("x-mock-tenant", "")
