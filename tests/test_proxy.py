@@ -5,6 +5,7 @@ client's and still reach the server; `--record` writes a fixture set the mock th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -319,6 +320,113 @@ def test_an_interim_100_continue_from_the_upstream_is_not_taken_for_the_answer()
     answer, seen = asyncio.run(main())
     assert answer == b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"
     assert [(w[0], w[5], w[6], w[7]) for w in seen] == [("POST", 201, [(b"content-length", b"2")], b"ok")]
+
+
+async def _through_forwarder(
+    upstream: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+    client: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+) -> tuple[Any, list[Wire]]:
+    """`client` talks to a Forwarder in front of `upstream` (both raw asyncio streams)."""
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    seen: list[Wire] = []
+    async with server:
+        fwd = Forwarder(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen.append)
+        listening = await fwd.serve(bind("127.0.0.1", 0))
+        reader, writer = await asyncio.open_connection("127.0.0.1", listening.sockets[0].getsockname()[1])
+        try:
+            result = await asyncio.wait_for(client(reader, writer), 30)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            await fwd.shutdown(listening)
+        return result, seen
+
+
+def test_an_answer_streams_through_as_the_upstream_sends_it() -> None:
+    """The upstream sends the first chunk and waits until the client has it: a proxy that held the
+    answer back would never see the rest."""
+    release = asyncio.Event()
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-up: 1\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+        await writer.wait_closed()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        writer.write(b"GET /api/crm/objects HTTP/1.1\r\nhost: x\r\n\r\n")
+        head = await reader.readuntil(b"first\r\n")
+        release.set()
+        return head + await reader.readuntil(b"0\r\n\r\n")
+
+    answer, seen = asyncio.run(_through_forwarder(upstream, client))
+    assert answer == (
+        b"HTTP/1.1 200 OK\r\nx-up: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n"
+    )
+    assert [(w[5], w[6], w[7]) for w in seen] == [(200, [(b"x-up", b"1")], b"firstsecond")]
+
+
+def test_pipelined_requests_and_a_chunked_body_go_through_in_order() -> None:
+    """Two requests in one write, the first with a chunked body: the upstream gets each whole, in
+    order, on keep-alive connections; the client gets the answers in the order it asked."""
+    got: list[bytes] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            await serve(reader, writer)
+        writer.close()
+        await writer.wait_closed()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            body = b""
+            if b"transfer-encoding: chunked" in head:
+                while (size := int((await reader.readline()).strip(), 16)) > 0:
+                    body += (await reader.readexactly(size + 2))[:-2]
+                await reader.readline()
+            got.append(head.split(b"\r\n", 1)[0] + b" " + body)
+            answer = b"answer to " + head.split(b" ", 2)[1]
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%b" % (len(answer), answer))
+            await writer.drain()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> list[bytes]:
+        writer.write(
+            b"POST /one HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+            b"GET /two HTTP/1.1\r\nhost: x\r\n\r\n"
+        )
+        answers = []
+        for _ in range(2):
+            await reader.readuntil(b"\r\n\r\n")
+            answers.append(await reader.readexactly(len(b"answer to /one")))
+        return answers
+
+    answers, seen = asyncio.run(_through_forwarder(upstream, client))
+    assert answers == [b"answer to /one", b"answer to /two"]
+    assert got == [b"POST /one HTTP/1.1 abcde", b"GET /two HTTP/1.1 "]
+    assert [(w[0], w[1], w[4]) for w in seen] == [("POST", b"/one", b"abcde"), ("GET", b"/two", b"")]
+
+
+def test_an_upstream_that_does_not_answer_is_a_502_in_the_kantos_shape() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, never listening: the connection is refused
+        gone = f"http://127.0.0.1:{s.getsockname()[1]}"
+        with ValidationProxy(gone, out=io.StringIO()) as proxy, httpx.Client(headers=H) as c:
+            r = c.get(proxy.url + QUERY, params={"object_id": "obj_contacts"})
+            again = c.get(proxy.url + "/api/crm/objects")  # the client's connection still serves
+            proxy.drain()
+    assert (r.status_code, again.status_code) == (502, 502)
+    assert r.json()["code"] == "BAD_GATEWAY" and r.json()["details"] == {"upstream": gone}
+    assert proxy.exchanges == 2
+    assert any("did not answer" in p for p in proxy.server_report.problems), proxy.render()
 
 
 # --- in front of broken servers -------------------------------------------------------------------
