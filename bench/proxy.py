@@ -241,7 +241,8 @@ def main() -> int:
     print(
         f"the proxy checked {checked.group(1) if checked else '?'} exchange(s) and let "
         f"{unchecked.group(1) if unchecked else 0} through unchecked (its backlog full) of about "
-        f"{sent_through} sent through it; {deviations.group(1) if deviations else '?'} deviation(s)"
+        f"{sent_through} sent through it (wrk leaves out those in flight when it stops); "
+        f"{deviations.group(1) if deviations else '?'} deviation(s)"
     )
     print(
         f"machine: {os.cpu_count()} CPUs; load average before {load_before[0]:.2f}, "

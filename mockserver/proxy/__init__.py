@@ -69,7 +69,11 @@ class ValidationProxy:
         Spec.load(self.spec)  # a bad spec fails here, not in the checking process
         self.checker = Checker(self.upstream, self.spec, self.record, self.out, self.start_timeout)
         fwd = self.forwarder = Forwarder(self.upstream, self.checker.submit)
-        sock = bind(self.host, self.port)
+        try:
+            sock = bind(self.host, self.port)
+        except OSError:
+            self.stop()
+            raise
         self.url = base_url(sock)
         started = threading.Event()
         loop = self._loop = new_loop()
