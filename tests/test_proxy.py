@@ -802,8 +802,7 @@ def test_the_readme_ci_job_fails_when_the_client_strays(tmp_path: Path) -> None:
     """The README's CI step, run as written: the sandbox is the mock, `npm test` two curls, the
     second with per_page=500, so the step ends with the proxy's exit status 1, its reports written
     and the records the first query showed recorded."""
-    text = README.read_text().split("## Validation proxy for client teams", 1)[1]
-    script = text.split("- run: |\n", 1)[1].split("        env:", 1)[0]
+    script = _ci_job().split("        env:", 1)[0]
     script = "\n".join(line.removeprefix("          ") for line in script.splitlines())
     curl = f'curl -s -G "$KANTOS_BASE_URL{QUERY}" -H "X-Api-Key: $KANTOS_API_KEY" -d object_id=obj_contacts'
     suite = f"sh -c '{curl} -d per_page=5; {curl} -d per_page=500'"
@@ -827,6 +826,17 @@ def test_the_readme_ci_job_fails_when_the_client_strays(tmp_path: Path) -> None:
     # The contacts the query showed, and the object their reference field points at.
     assert sorted(o.id for o in recorded.objects) == ["obj_companies", "obj_contacts"]
     assert len(recorded.records) == 5
+
+
+def _ci_job() -> str:
+    """The script of the CI step that runs the proxy, from the README or the docs pages."""
+    pages = [README, *sorted((README.parent / "docs").rglob("*.md"))]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        start = text.find("- run: |\n          kantos-mock proxy ")
+        if start >= 0:
+            return text[start:].split("- run: |\n", 1)[1]
+    raise AssertionError("no page shows the proxy in a CI job")
 
 
 def _free_port() -> int:
