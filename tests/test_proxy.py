@@ -29,7 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 from mockserver import create_app
 from mockserver.conformance import Options, check
 from mockserver.domain.fixtures import load_fixtures
-from mockserver.proxy import ValidationProxy
+from mockserver.proxy import ValidationProxy, checker
 from mockserver.proxy.forward import Forwarder, Wire
 from mockserver.server import MockServer, bind
 
@@ -449,6 +449,22 @@ def test_an_upstream_that_does_not_answer_is_a_502_in_the_kantos_shape() -> None
     assert r.json()["code"] == "BAD_GATEWAY" and r.json()["details"] == {"upstream": gone}
     assert proxy.exchanges == 2
     assert any("did not answer" in p for p in proxy.server_report.problems), proxy.render()
+
+
+def test_exchanges_past_the_backlog_cap_go_through_unchecked_and_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(checker, "MAX_BACKLOG", 0)  # every exchange finds the backlog full
+    with (
+        MockServer(seed=2) as mock,
+        ValidationProxy(mock.url) as proxy,
+        httpx.Client(base_url=proxy.url, headers=H) as c,
+    ):
+        sizes = (5, 500)
+        statuses = [c.get(QUERY, params=q(object_id="obj_contacts", per_page=n)).status_code for n in sizes]
+    assert statuses == [200, 400]  # forwarded all the same
+    assert (proxy.exchanges, proxy.state.unchecked, proxy.mistakes) == (0, 2, 0)
+    assert "2 exchange(s) went through unchecked" in proxy.render()
 
 
 # --- in front of broken servers -------------------------------------------------------------------
