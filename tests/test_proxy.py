@@ -5,6 +5,7 @@ client's and still reach the server; `--record` writes a fixture set the mock th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -28,9 +29,9 @@ from starlette.types import Message, Receive, Scope, Send
 from mockserver import create_app
 from mockserver.conformance import Options, check
 from mockserver.domain.fixtures import load_fixtures
-from mockserver.proxy import ValidationProxy
-from mockserver.proxy.upstream import Upstream
-from mockserver.server import MockServer
+from mockserver.proxy import ValidationProxy, checker
+from mockserver.proxy.forward import Forwarder, Wire
+from mockserver.server import MockServer, bind
 
 KEY = "kantos_admin_local_key"
 H = {"X-Api-Key": KEY}
@@ -174,9 +175,12 @@ def _remaining(r: httpx.Response) -> int:
 
 
 def test_the_readme_examples_pass_through_with_no_deviation() -> None:
-    block = (
-        README.read_text().split("# Query records, with filters, sorting and paging", 1)[1].split("```", 1)[0]
-    )
+    marker = "# Query records, with filters, sorting and paging"
+    text = README.read_text(encoding="utf-8")
+    if marker not in text:
+        _the_query_guide_passes_through_with_no_deviation()
+        return
+    block = text.split(marker, 1)[1].split("```", 1)[0]
     commands = [c.strip() for c in block.replace("\\\n", " ").splitlines() if c.strip().startswith("curl")]
     assert len(commands) == 9
     with MockServer(seed=3) as mock, ValidationProxy(mock.url) as proxy:
@@ -198,6 +202,25 @@ def test_the_readme_examples_pass_through_with_no_deviation() -> None:
         proxy.drain()
         assert proxy.deviations == 0 and proxy.mistakes == 0, proxy.render()
         assert proxy.exchanges == 9
+
+
+def _the_query_guide_passes_through_with_no_deviation() -> None:
+    """The docs' query guide (where the README's query examples went): its runnable shell blocks
+    under "## Query records", each run as the docs' example runner runs them, against the proxy."""
+    guide = (README.parent / "docs" / "guides" / "http.md").read_text(encoding="utf-8")
+    section = guide.split("\n## Query records\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"<!-- run[^>]*-->\n```sh\n(.*?)```", section, re.S)
+    assert blocks
+    with MockServer(seed=3) as mock, ValidationProxy(mock.url) as proxy:
+        env = {**os.environ, "KEY": KEY, "BASE": proxy.url}
+        for block in blocks:
+            run = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", block], env=env, capture_output=True, text=True, timeout=60
+            )
+            assert run.returncode == 0, (block, run.stdout, run.stderr)
+        proxy.drain()
+        assert proxy.deviations == 0 and proxy.mistakes == 0, proxy.render()
+        assert proxy.exchanges >= sum(b.count("curl ") for b in blocks)
 
 
 def test_the_conformance_kit_passes_through_the_proxy_and_the_proxy_finds_no_deviation() -> None:
@@ -303,16 +326,145 @@ def test_an_interim_100_continue_from_the_upstream_is_not_taken_for_the_answer()
         writer.close()
         await writer.wait_closed()
 
-    async def main() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def main() -> tuple[bytes, list[Wire]]:
         server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        seen: list[Wire] = []
         async with server:
-            client = Upstream(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-            response = await client.send("POST", b"/api/crm/record", [], None, False)
-            body = b"".join([piece async for piece in response.chunks(5)])
-            await client.close()
-            return response.status, response.headers, body
+            fwd = Forwarder(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen.append)
+            listening = await fwd.serve(bind("127.0.0.1", 0))
+            reader, writer = await asyncio.open_connection("127.0.0.1", listening.sockets[0].getsockname()[1])
+            writer.write(b"POST /api/crm/record HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+            answer = await asyncio.wait_for(reader.readuntil(b"ok"), 10)
+            writer.close()
+            await fwd.shutdown(listening)
+            return answer, seen
 
-    assert asyncio.run(main()) == (201, [(b"content-length", b"2")], b"ok")
+    answer, seen = asyncio.run(main())
+    assert answer == b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"
+    assert [(w[0], w[5], w[6], w[7]) for w in seen] == [("POST", 201, [(b"content-length", b"2")], b"ok")]
+
+
+async def _through_forwarder(
+    upstream: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+    client: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+) -> tuple[Any, list[Wire]]:
+    """`client` talks to a Forwarder in front of `upstream` (both raw asyncio streams)."""
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    seen: list[Wire] = []
+    async with server:
+        fwd = Forwarder(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen.append)
+        listening = await fwd.serve(bind("127.0.0.1", 0))
+        reader, writer = await asyncio.open_connection("127.0.0.1", listening.sockets[0].getsockname()[1])
+        try:
+            result = await asyncio.wait_for(client(reader, writer), 30)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            await fwd.shutdown(listening)
+        return result, seen
+
+
+def test_an_answer_streams_through_as_the_upstream_sends_it() -> None:
+    """The upstream sends the first chunk and waits until the client has it: a proxy that held the
+    answer back would never see the rest."""
+    release = asyncio.Event()
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-up: 1\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+        await writer.wait_closed()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        writer.write(b"GET /api/crm/objects HTTP/1.1\r\nhost: x\r\n\r\n")
+        head = await reader.readuntil(b"first\r\n")
+        release.set()
+        return head + await reader.readuntil(b"0\r\n\r\n")
+
+    answer, seen = asyncio.run(_through_forwarder(upstream, client))
+    assert answer == (
+        b"HTTP/1.1 200 OK\r\nx-up: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n"
+    )
+    assert [(w[5], w[6], w[7]) for w in seen] == [(200, [(b"x-up", b"1")], b"firstsecond")]
+
+
+def test_pipelined_requests_and_a_chunked_body_go_through_in_order() -> None:
+    """Two requests in one write, the first with a chunked body: the upstream gets each whole, in
+    order, on keep-alive connections; the client gets the answers in the order it asked."""
+    got: list[bytes] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            await serve(reader, writer)
+        writer.close()
+        await writer.wait_closed()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            body = b""
+            if b"transfer-encoding: chunked" in head:
+                while (size := int((await reader.readline()).strip(), 16)) > 0:
+                    body += (await reader.readexactly(size + 2))[:-2]
+                await reader.readline()
+            got.append(head.split(b"\r\n", 1)[0] + b" " + body)
+            answer = b"answer to " + head.split(b" ", 2)[1]
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%b" % (len(answer), answer))
+            await writer.drain()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> list[bytes]:
+        writer.write(
+            b"POST /one HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+            b"GET /two HTTP/1.1\r\nhost: x\r\n\r\n"
+        )
+        answers = []
+        for _ in range(2):
+            await reader.readuntil(b"\r\n\r\n")
+            answers.append(await reader.readexactly(len(b"answer to /one")))
+        return answers
+
+    answers, seen = asyncio.run(_through_forwarder(upstream, client))
+    assert answers == [b"answer to /one", b"answer to /two"]
+    assert got == [b"POST /one HTTP/1.1 abcde", b"GET /two HTTP/1.1 "]
+    assert [(w[0], w[1], w[4]) for w in seen] == [("POST", b"/one", b"abcde"), ("GET", b"/two", b"")]
+
+
+def test_an_upstream_that_does_not_answer_is_a_502_in_the_kantos_shape() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, never listening: the connection is refused
+        gone = f"http://127.0.0.1:{s.getsockname()[1]}"
+        with ValidationProxy(gone, out=io.StringIO()) as proxy, httpx.Client(headers=H) as c:
+            r = c.get(proxy.url + QUERY, params={"object_id": "obj_contacts"})
+            again = c.get(proxy.url + "/api/crm/objects")  # the client's connection still serves
+            proxy.drain()
+    assert (r.status_code, again.status_code) == (502, 502)
+    assert r.json()["code"] == "BAD_GATEWAY" and r.json()["details"] == {"upstream": gone}
+    assert proxy.exchanges == 2
+    assert any("did not answer" in p for p in proxy.server_report.problems), proxy.render()
+
+
+def test_exchanges_past_the_backlog_cap_go_through_unchecked_and_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(checker, "MAX_BACKLOG", 0)  # every exchange finds the backlog full
+    with (
+        MockServer(seed=2) as mock,
+        ValidationProxy(mock.url) as proxy,
+        httpx.Client(base_url=proxy.url, headers=H) as c,
+    ):
+        sizes = (5, 500)
+        statuses = [c.get(QUERY, params=q(object_id="obj_contacts", per_page=n)).status_code for n in sizes]
+    assert statuses == [200, 400]  # forwarded all the same
+    assert (proxy.exchanges, proxy.state.unchecked, proxy.mistakes) == (0, 2, 0)
+    assert "2 exchange(s) went through unchecked" in proxy.render()
 
 
 # --- in front of broken servers -------------------------------------------------------------------
@@ -688,8 +840,7 @@ def test_the_readme_ci_job_fails_when_the_client_strays(tmp_path: Path) -> None:
     """The README's CI step, run as written: the sandbox is the mock, `npm test` two curls, the
     second with per_page=500, so the step ends with the proxy's exit status 1, its reports written
     and the records the first query showed recorded."""
-    text = README.read_text().split("## Validation proxy for client teams", 1)[1]
-    script = text.split("- run: |\n", 1)[1].split("        env:", 1)[0]
+    script = _ci_job().split("        env:", 1)[0]
     script = "\n".join(line.removeprefix("          ") for line in script.splitlines())
     curl = f'curl -s -G "$KANTOS_BASE_URL{QUERY}" -H "X-Api-Key: $KANTOS_API_KEY" -d object_id=obj_contacts'
     suite = f"sh -c '{curl} -d per_page=5; {curl} -d per_page=500'"
@@ -713,6 +864,17 @@ def test_the_readme_ci_job_fails_when_the_client_strays(tmp_path: Path) -> None:
     # The contacts the query showed, and the object their reference field points at.
     assert sorted(o.id for o in recorded.objects) == ["obj_companies", "obj_contacts"]
     assert len(recorded.records) == 5
+
+
+def _ci_job() -> str:
+    """The script of the CI step that runs the proxy, from the README or the docs pages."""
+    pages = [README, *sorted((README.parent / "docs").rglob("*.md"))]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        start = text.find("- run: |\n          kantos-mock proxy ")
+        if start >= 0:
+            return text[start:].split("- run: |\n", 1)[1]
+    raise AssertionError("no page shows the proxy in a CI job")
 
 
 def _free_port() -> int:

@@ -11,6 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from ..domain.records import Record
 from ..domain.schema import EMPTY, ObjectDef, check_value, parse_datetime_us
 from .battery import RULES as FILTER_RULES
 from .battery import diagnose_order, order_check
@@ -72,8 +75,36 @@ class History:
 def _updated(doc: dict[str, Any]) -> int:
     """updated_at in microseconds (as strings, "…:01Z" would sort after "…:01.001Z")."""
     value = doc.get("updated_at")
-    us = parse_datetime_us(value) if isinstance(value, str) else None
-    return us if us is not None else -1
+    if not isinstance(value, str):
+        return -1
+    us = _TIMES.get(value)
+    if us is None:
+        if len(_TIMES) >= _CACHED:
+            _TIMES.clear()
+        parsed = parse_datetime_us(value)
+        us = _TIMES[value] = parsed if parsed is not None else -1
+    return us
+
+
+#: The proxy sees the same records in answer after answer: what was parsed once is kept (up to
+#: _CACHED of each; then the cache starts again).
+_CACHED = 50_000
+_TIMES: dict[str, int] = {}
+_RECORDS: dict[bytes, Record] = {}
+
+
+def _record(doc: dict[str, Any]) -> Record:
+    """`oracle.record(doc)`, once per distinct JSON (records are immutable)."""
+    try:
+        key = orjson.dumps(doc)
+    except TypeError:  # what orjson cannot encode (an integer beyond 64 bits)
+        return record(doc)
+    rec = _RECORDS.get(key)
+    if rec is None:
+        if len(_RECORDS) >= _CACHED:
+            _RECORDS.clear()
+        rec = _RECORDS[key] = record(doc)
+    return rec
 
 
 class AnswerChecks:
@@ -142,7 +173,7 @@ class AnswerChecks:
     ) -> None:
         self._paging(ex, asked, doc, data)
         try:
-            records = [record(d) for d in data if isinstance(d, dict)]
+            records = [_record(d) for d in data if isinstance(d, dict)]
         except OracleInputError:
             return  # the shape check (spec.response) reports a record without its members
         if not records or len({r.id for r in records}) != len(records):

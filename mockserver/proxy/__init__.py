@@ -13,6 +13,7 @@ assert proxy.deviations == 0, proxy.render()
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -21,41 +22,14 @@ from types import TracebackType
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
-import uvicorn
-
 from ..conformance.client import KEY_VARIABLE
 from ..conformance.report import Check, Report, _xml_safe, render_check
 from ..openapi import Spec
 from ..server import base_url, bind
-from .app import ProxyApp
 from .checker import Checker, State
+from .forward import Forwarder, new_loop, serve
 
-__all__ = ["State", "ValidationProxy", "uvicorn_config"]
-
-
-def uvicorn_config(app: ProxyApp, **overrides: Any) -> uvicorn.Config:
-    options: dict[str, Any] = {
-        "log_level": "warning",
-        "access_log": False,
-        "lifespan": "on",  # the shutdown finishes the checks of everything forwarded
-        "loop": "auto",
-        "http": "auto",
-        "interface": "asgi3",
-        "timeout_graceful_shutdown": 5,
-        # The upstream's Date and Server headers go through; uvicorn must not add its own.
-        "server_header": False,
-        "date_header": False,
-    }
-    options.update(overrides)
-    return uvicorn.Config(app, **options)
-
-
-class _Server(uvicorn.Server):
-    loop: asyncio.AbstractEventLoop | None = None
-
-    async def serve(self, sockets: Any = None) -> None:
-        self.loop = asyncio.get_running_loop()
-        await super().serve(sockets=sockets)
+__all__ = ["State", "ValidationProxy"]
 
 
 class ValidationProxy:
@@ -109,9 +83,10 @@ class ValidationProxy:
         self.start_timeout = start_timeout
         self.url = ""
         self.checker: Checker | None = None
-        self.app: ProxyApp | None = None
+        self.forwarder: Forwarder | None = None
         self._state: State | None = None
-        self._server: _Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
 
     # --- running -----------------------------------------------------------------------------------
@@ -121,25 +96,32 @@ class ValidationProxy:
             return self
         Spec.load(self.spec)  # a bad spec fails here, not in the checking process
         self.checker = Checker(self.upstream, self.spec, self.record, self.out, self.start_timeout)
-        self.app = ProxyApp(self.upstream, self.checker.submit)
-        sock = bind(self.host, self.port)
+        fwd = self.forwarder = Forwarder(self.upstream, self.checker.submit)
+        try:
+            sock = bind(self.host, self.port)
+        except OSError:
+            self.stop()
+            raise
         self.url = base_url(sock)
-        server = self._server = _Server(uvicorn_config(self.app))
+        started = threading.Event()
+        loop = self._loop = new_loop()
 
         def run() -> None:
+            asyncio.set_event_loop(loop)
+            self._stop = asyncio.Event()
             try:
-                server.run(sockets=[sock])
+                loop.run_until_complete(serve(fwd, sock, self._stop, started.set))
             finally:
                 sock.close()
+                loop.close()
 
         self._thread = threading.Thread(target=run, name=f"kantos-mock proxy {self.url}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.start_timeout
-        while not server.started:
+        while not started.wait(0.01):
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"kantos-mock proxy did not start on {self.url}")
-            time.sleep(0.002)
         return self
 
     def drain(self, timeout: float = 60.0) -> None:
@@ -149,12 +131,13 @@ class ValidationProxy:
 
     def stop(self) -> None:
         """Stop serving, finish the checks, and (with `record`) write the fixture folder."""
-        server, thread = self._server, self._thread
-        if server is not None:
-            server.should_exit = True
+        loop, stop, thread = self._loop, self._stop, self._thread
+        if loop is not None and stop is not None and thread is not None and thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(stop.set)
         if thread is not None:
             thread.join(timeout=30)
-        self._server = self._thread = None
+        self._loop = self._stop = self._thread = None
         if self.checker is not None:
             self._state = self.checker.stop()
             self.checker = None

@@ -1,10 +1,11 @@
 """The checks in a process of their own: the proxy's event loop only hands each exchange over.
 
-Checking a page of 25 records costs a few milliseconds of Python; in the forwarding process that
-would delay the next request (and cap the throughput at a few hundred a second). Here a sender
-thread pickles exchanges to a child interpreter (`checkrun.py`, over a socket pair), which runs the
-`Inspector` in order and sends back its log lines as they come and its reports when asked
-(`drain`, `stop`).
+Checking a page of 25 records costs about a millisecond of Python; in the forwarding process that
+would delay the next request (and cap the throughput at a few hundred a second). Here the event
+loop appends each exchange, as the bytes it saw (`forward.Wire`), to a backlog; a sender thread
+pickles what has gathered in batches to a child interpreter (`checkrun.py`, over a socket pair),
+which decodes and checks each exchange in order at a lower CPU priority, and sends back its log
+lines as they come and its reports when asked (`drain`, `stop`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TextIO
@@ -27,12 +29,15 @@ import httpx
 
 from ..conformance.report import Report
 from ..openapi import Spec
-from .app import Captured, Inspector
+from .forward import Wire
+from .inspector import Captured, Inspector
 from .record import Recorder
 
 #: Exchanges waiting for the checks beyond this many are forwarded unchecked (and counted), so a
 #: client faster than the checks cannot make the proxy's memory grow without bound.
 MAX_BACKLOG = 20_000
+#: Exchanges sent to the checks in one message, at most.
+BATCH = 256
 
 
 @dataclass
@@ -86,7 +91,7 @@ class Checker:
         child.close()
         self._conn = Connection(parent.detach())
         #: Exchanges and questions, sent in this order by the sender thread alone.
-        self._backlog: collections.deque[Captured | tuple[str, int]] = collections.deque()
+        self._backlog: collections.deque[Wire | tuple[str, int]] = collections.deque()
         self._wake = threading.Condition()
         self._tokens = itertools.count(1)
         self._answers: dict[int, threading.Event] = {}
@@ -101,27 +106,34 @@ class Checker:
         if not ready.wait(start_timeout):
             raise RuntimeError("the proxy's checking process did not start")
 
-    def submit(self, captured: Captured) -> None:
-        """Called on the event loop: an append, nothing more."""
-        if len(self._backlog) >= MAX_BACKLOG:
+    def submit(self, wire: Wire) -> None:
+        """Called on the event loop: an append (and a wake-up when the sender sleeps)."""
+        backlog = self._backlog
+        if len(backlog) >= MAX_BACKLOG:
             self._unchecked += 1
             return
-        self._backlog.append(captured)
-        with self._wake:
-            self._wake.notify()
+        backlog.append(wire)
+        if len(backlog) == 1:
+            with self._wake:
+                self._wake.notify()
 
     def _send_loop(self) -> None:
+        backlog = self._backlog
         while True:
             with self._wake:
-                while not self._backlog and not self._closed:
-                    self._wake.wait()
-            if not self._backlog and self._closed:
+                while not backlog and not self._closed:
+                    self._wake.wait(0.1)
+            if not backlog and self._closed:
                 return
-            while self._backlog:
-                try:
-                    self._conn.send(self._backlog.popleft())
-                except (OSError, ValueError):
-                    return
+            batch: list[Wire | tuple[str, int]] = []
+            while backlog and len(batch) < BATCH:
+                batch.append(backlog.popleft())
+            try:
+                self._conn.send(batch)
+            except (OSError, ValueError):
+                return
+            if len(backlog) < BATCH:
+                time.sleep(0.002)  # under load, let a batch gather rather than wake per exchange
 
     def _read(self) -> None:
         while True:
@@ -217,31 +229,35 @@ def _child(conn: Connection, upstream: str, spec: str | None, record: str | None
     try:
         while True:
             try:
-                message = conn.recv()
+                batch = conn.recv()
             except (EOFError, OSError):
                 return
-            if isinstance(message, Captured):
+            for message in batch:
+                if len(message) != 2:
+                    captured = Captured.from_wire(message)
+                    try:
+                        loop.run_until_complete(inspector.inspect(captured))
+                    except Exception as exc:  # a bug in a check must not stop the later checks
+                        inspector.server.problem(
+                            f"checking {captured.method} {captured.path} failed: {exc!r}"
+                        )
+                    continue
+                what, token = message
+                state = State(upstream, inspector.server, inspector.client, inspector.exchanges)
+                if what == "stop" and recorder is not None:
+                    try:
+                        state.recorded = recorder.write()
+                    except Exception as exc:  # reported, and the reports still come back
+                        state.record_error = f"--record: {exc}"
+                # The reports' text streams stay here; the parent gives them its own.
+                saved = inspector.server.out, inspector.client.out
+                inspector.server.out = inspector.client.out = None  # type: ignore[assignment,unused-ignore]
                 try:
-                    loop.run_until_complete(inspector.inspect(message))
-                except Exception as exc:  # a bug in a check must not stop the checks of later exchanges
-                    inspector.server.problem(f"checking {message.method} {message.path} failed: {exc!r}")
-                continue
-            what, token = message
-            state = State(upstream, inspector.server, inspector.client, inspector.exchanges)
-            if what == "stop" and recorder is not None:
-                try:
-                    state.recorded = recorder.write()
-                except Exception as exc:  # reported, and the reports still come back
-                    state.record_error = f"--record: {exc}"
-            # The reports' text streams stay here; the parent gives them its own.
-            saved = inspector.server.out, inspector.client.out
-            inspector.server.out = inspector.client.out = None  # type: ignore[assignment,unused-ignore]
-            try:
-                conn.send(("state", token, state))
-            finally:
-                inspector.server.out, inspector.client.out = saved
-            if what == "stop":
-                return
+                    conn.send(("state", token, state))
+                finally:
+                    inspector.server.out, inspector.client.out = saved
+                if what == "stop":
+                    return
     finally:
         loop.run_until_complete(http.aclose())
         loop.close()

@@ -8,18 +8,14 @@ import contextlib
 import json
 import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
-
-import uvicorn
 
 from .. import __version__
 from ..openapi import Spec
 from ..server import base_url, bind
-from . import as_json, render, uvicorn_config, write_junit
-from .app import ProxyApp
+from . import as_json, render, write_junit
 from .checker import Checker, State
+from .forward import Forwarder, new_loop, serve
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,10 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", metavar="PATH", help="OpenAPI file (default: the bundled openapi.yaml)")
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def run_from_args(ns: argparse.Namespace) -> int:
     try:
         Spec.load(ns.spec)
@@ -66,29 +58,28 @@ def run_from_args(ns: argparse.Namespace) -> int:
         )
         return 2
     url = base_url(sock)
-    app = ProxyApp(ns.upstream, checker.submit)
-    config = uvicorn_config(app)
-    server = uvicorn.Server(config)
+    fwd = Forwarder(ns.upstream, checker.submit)
+    loop = new_loop()
+    stop = asyncio.Event()
+
+    def started() -> None:
+        print(f"kantos-mock {__version__} proxy at {url}, forwarding to {fwd.upstream}", flush=True)
+        print(f"base URL: {url}", flush=True)
 
     async def main() -> None:
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not task.done():
-            await asyncio.sleep(0.005)
-        if server.started:
-            print(f"kantos-mock {__version__} proxy at {url}, forwarding to {app.upstream}", flush=True)
-            print(f"base URL: {url}", flush=True)
-        await task
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or SIGTERM: the report, then exit
+            # Not on Windows, nor outside the main thread (then Ctrl-C raises KeyboardInterrupt).
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, stop.set)
+        await serve(fwd, sock, stop, started)
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
-    # uvicorn shuts down on Ctrl-C or SIGTERM, then raises the signal again: KeyboardInterrupt.
     try:
-        with (
-            contextlib.suppress(KeyboardInterrupt),
-            asyncio.Runner(loop_factory=config.get_loop_factory()) as runner,
-        ):
-            runner.run(main())
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main())
+    except KeyboardInterrupt:
+        pass
     finally:
+        loop.close()
         sock.close()
         state = checker.stop()
     return finish(state, ns)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..conformance.client import Exchange
-from ..domain.fixtures import FixtureError, load_fixtures
+from ..domain.fixtures import FixtureError, load_fixtures, write_fixture_set
 from ..domain.schema import parse_datetime_us
 from .clientside import Request
 
@@ -16,6 +14,7 @@ from .clientside import Request
 LOCAL_KEY = "kantos_admin_local_key"
 LOCAL_ADMIN = "user_recorded_admin"
 FIELD_KEYS = ("id", "name", "slug", "type", "required", "unique", "options", "default_value")
+COMMENT = "Recorded by kantos-mock proxy --record: what the traffic showed."
 
 
 class Recorder:
@@ -64,6 +63,8 @@ class Recorder:
         for rec in docs if isinstance(docs, list) else []:
             if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or rec["id"] in self.deleted:
                 continue
+            if not all(isinstance(rec.get(k), str) for k in ("object_id", "created_at", "created_by")):
+                continue  # not a record a fixture file can hold (the checks report the shape)
             old = self.records.get(rec["id"])
             if old is None or _updated(old) <= _updated(rec):
                 self.records[rec["id"]] = rec
@@ -75,11 +76,8 @@ class Recorder:
 
     def write(self) -> str:
         """Write the folder; returns a one-line summary, or raises FixtureError when it does not load."""
-        root = self.directory
-        (root / "records").mkdir(parents=True, exist_ok=True)
         objects = list(self.objects.values())
         known_objects = {o["id"] for o in objects}
-        slugs = {o["id"]: o.get("slug") or o["id"].removeprefix("obj_") for o in objects}
         records_by_object: dict[str, list[dict[str, Any]]] = {oid: [] for oid in known_objects}
         kept_ids = {rid for rid, r in self.records.items() if r.get("object_id") in known_objects}
         users = {LOCAL_ADMIN}
@@ -99,80 +97,56 @@ class Recorder:
                 values[slug] = value
             if isinstance(rec.get("created_by"), str):
                 users.add(rec["created_by"])
-            records_by_object[oid].append(
+            records_by_object[oid].append({**rec, "field_values": values})
+        write_fixture_set(
+            self.directory,
+            [_fixture_object(o) for o in objects],
+            [
                 {
-                    "id": rid,
-                    "created_at": rec.get("created_at"),
-                    "updated_at": rec.get("updated_at"),
-                    "created_by": rec.get("created_by"),
-                    "field_values": values,
+                    "id": uid,
+                    "name": "Recorded admin" if uid == LOCAL_ADMIN else uid,
+                    "email": f"{uid.removeprefix('user_').replace('_', '.')}@recorded.example",
+                    "admin": uid == LOCAL_ADMIN,
                 }
-            )
-        _dump(
-            root / "objects.yaml",
-            {
-                "objects": [
-                    {
-                        "id": o["id"],
-                        "name": o.get("name"),
-                        "slug": slugs[o["id"]],
-                        **({"icon": o["icon"]} if o.get("icon") else {}),
-                        "fields": [
-                            {k: f[k] for k in FIELD_KEYS if k in f and f[k] is not None}
-                            for f in sorted(o["fields"], key=lambda f: f.get("position", 0))
-                        ],
-                    }
-                    for o in objects
-                ]
-            },
+                for uid in sorted(users)
+            ],
+            [
+                {
+                    "key": LOCAL_KEY,
+                    "name": "Local admin key (recorded set)",
+                    "type": "server",
+                    "user": LOCAL_ADMIN,
+                    "plan": "enterprise",
+                }
+            ],
+            records_by_object,
+            comment=COMMENT,
         )
-        _dump(
-            root / "users.yaml",
-            {
-                "users": [
-                    {
-                        "id": uid,
-                        "name": "Recorded admin" if uid == LOCAL_ADMIN else uid,
-                        "email": f"{uid.removeprefix('user_').replace('_', '.')}@recorded.example",
-                        "admin": uid == LOCAL_ADMIN,
-                    }
-                    for uid in sorted(users)
-                ]
-            },
-        )
-        _dump(
-            root / "api_keys.yaml",
-            {
-                "keys": [
-                    {
-                        "key": LOCAL_KEY,
-                        "name": "Local admin key (recorded set)",
-                        "type": "server",
-                        "user": LOCAL_ADMIN,
-                        "plan": "enterprise",
-                    }
-                ]
-            },
-        )
-        for old in (root / "records").glob("*.yaml"):
-            old.unlink()
-        for oid, recs in records_by_object.items():
-            _dump(root / "records" / f"{slugs[oid]}.yaml", {"records": recs})
-        fs = load_fixtures(root)  # the same check as `kantos-mock check-fixtures`
+        fs = load_fixtures(self.directory)  # the same check as `kantos-mock check-fixtures`
         note = f"; {dropped} reference value(s) to records not seen were left out" if dropped else ""
-        return f"recorded {len(fs.objects)} object(s) and {len(fs.records)} record(s) in {root}{note}"
+        return (
+            f"recorded {len(fs.objects)} object(s) and {len(fs.records)} record(s) in {self.directory}{note}"
+        )
+
+
+def _fixture_object(doc: dict[str, Any]) -> dict[str, Any]:
+    """An object as an answer showed it, in the form of objects.yaml."""
+    return {
+        "id": doc["id"],
+        "name": doc.get("name"),
+        "slug": doc.get("slug") or doc["id"].removeprefix("obj_"),
+        **({"icon": doc["icon"]} if doc.get("icon") else {}),
+        "fields": [
+            {k: f[k] for k in FIELD_KEYS if k in f and f[k] is not None}
+            for f in sorted(doc["fields"], key=lambda f: f.get("position", 0))
+        ],
+    }
 
 
 def _updated(doc: dict[str, Any]) -> int:
     value = doc.get("updated_at")
     us = parse_datetime_us(value) if isinstance(value, str) else None
     return us if us is not None else -1
-
-
-def _dump(path: Path, data: Any) -> None:
-    text = "# Recorded by kantos-mock proxy --record: what the traffic showed.\n"
-    text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-    path.write_text(text, encoding="utf-8")
 
 
 __all__ = ["FixtureError", "Recorder"]

@@ -1,21 +1,20 @@
-"""The proxy's ASGI app, which forwards requests unchanged, and the Inspector, which checks them.
+"""The Inspector, which checks the exchanges the proxy forwarded.
 
-The answer goes back to the client as it streams in; the exchange then goes to the Inspector, in
-another process (`checker.py`), one exchange at a time in arrival order (later answers are judged
-against what earlier ones showed), so the checks never hold up an answer nor the next request.
+It runs in the checking process (`checker.py`), one exchange at a time in arrival order (later
+answers are judged against what earlier ones showed); `forward.py` hands each exchange over as the
+bytes it saw (`Wire`), and `Captured.from_wire` decodes them here, off the forwarding path.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import httpx
+import orjson
 
 from ..conformance.answers import AnswerChecks
 from ..conformance.client import Exchange
@@ -26,29 +25,8 @@ from ..domain.schema import ObjectDef
 from ..openapi import Spec
 from ..openapi.responses import FastResponseValidator
 from .clientside import Request, RequestChecks
-from .upstream import Upstream, UpstreamError
+from .forward import Wire
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[Message], Any]
-
-#: RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-#: Bodies are kept for the checks up to this size (a page of 100 records is far below it).
-KEEP_BODY = 8 * 1024 * 1024
 SPEC_CHECK = ("spec.response", "spec", "answers match openapi.yaml: status, headers, body")
 
 
@@ -70,6 +48,27 @@ class Captured:
     #: Another request for the same record was in flight meanwhile: the server may have applied it
     #: before or after this one, so this answer is not compared with what came before it.
     concurrent: bool = False
+
+    @classmethod
+    def from_wire(cls, w: Wire) -> Captured:
+        method, raw_path, query, headers, body, status, kept, response, sent, answered, error, concurrent = w
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        return cls(
+            method,
+            path,
+            query,
+            {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers},
+            body,
+            status,
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in kept],
+            response,
+            sent,
+            answered,
+            error,
+            concurrent,
+        )
 
 
 class Inspector:
@@ -118,6 +117,11 @@ class Inspector:
             text=c.response_body.decode("utf-8", "replace"),
             error=c.error,
         )
+        # orjson, several times faster than Exchange.json's decoder; what orjson refuses (NaN, huge
+        # integers, bytes that are not UTF-8) is left to Exchange.json.
+        if c.response_body:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                ex._json = orjson.loads(c.response_body)
         if not c.path.startswith("/api/") or not c.status:
             return
         tenant = c.headers.get("x-mock-tenant", "")
@@ -264,157 +268,3 @@ def _object_ids(doc: Any) -> set[str]:
 def _one_line(text: str, limit: int = 240) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-class ProxyApp:
-    """Raw ASGI: no framework between the client's bytes and the upstream's. `sink` receives each
-    exchange once the answer has gone back (the checks run in another process)."""
-
-    def __init__(self, upstream: str, sink: Callable[[Captured], None], timeout: float = 60.0) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.sink = sink
-        self.timeout = timeout
-        self.http = Upstream(self.upstream, timeout=timeout)
-        self.inflight: dict[bytes, list[Captured]] = {}  # record id -> its requests in flight
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        await self.forward(scope, receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.http.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sent_at = time.monotonic()
-        method: str = scope["method"]
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        query: bytes = scope.get("query_string", b"")
-        target = raw_path + (b"?" + query if query else b"")
-        headers: list[tuple[bytes, bytes]] = []
-        has_length = chunked = False
-        for k, v in scope["headers"]:
-            name = k.lower()
-            if name == b"content-length":
-                has_length = True
-            elif name == b"transfer-encoding":
-                chunked = True
-            # Expect: 100-continue was the client's and the proxy's business (uvicorn answered it);
-            # the body goes on whole, and the upstream must not send an interim 100 first.
-            if name not in HOP_BY_HOP and name not in (b"host", b"expect"):
-                headers.append((k, v))
-        chunks: list[bytes] = []
-
-        async def body() -> AsyncIterator[bytes]:
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return
-                data = message.get("body", b"")
-                if data:
-                    chunks.append(data)
-                    yield data
-                if not message.get("more_body", False):
-                    return
-
-        captured = Captured(
-            method,
-            scope["path"],
-            query,
-            {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-            b"",
-            0,
-            [],
-            b"",
-            sent_at,
-            0.0,
-        )
-        streamed = has_length or chunked
-        rid = raw_path.rsplit(b"/", 1)[1] if raw_path.startswith(b"/api/crm/record/") else None
-        if rid is not None:
-            others = self.inflight.setdefault(rid, [])
-            if others:
-                captured.concurrent = True
-                for other in others:
-                    other.concurrent = True
-            others.append(captured)
-        try:
-            await self._exchange(
-                method,
-                target,
-                headers,
-                body() if streamed else None,
-                chunked and not has_length,
-                captured,
-                chunks,
-                send,
-            )
-        finally:
-            if rid is not None:
-                others = self.inflight[rid]
-                others.remove(captured)
-                if not others:
-                    del self.inflight[rid]
-        self.sink(captured)
-
-    async def _exchange(
-        self,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: AsyncIterator[bytes] | None,
-        chunked: bool,
-        captured: Captured,
-        chunks: list[bytes],
-        send: Send,
-    ) -> None:
-        try:
-            response = await self.http.send(method, target, headers, body, chunked)
-        except UpstreamError as exc:
-            captured.error = str(exc)
-            await _bad_gateway(send, self.upstream, captured.error)
-            captured.body = b"".join(chunks)
-            captured.answered_at = time.monotonic()
-            return
-        kept = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
-        out: list[bytes] = []
-        size = 0
-        try:
-            await send({"type": "http.response.start", "status": response.status, "headers": kept})
-            async for chunk in response.chunks(self.timeout):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if size < KEEP_BODY:
-                    out.append(chunk)
-                size += len(chunk)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            response.release()
-        captured.body = b"".join(chunks)
-        captured.status = response.status
-        captured.response_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in kept]
-        captured.response_body = b"".join(out) if size <= KEEP_BODY else b""
-        captured.answered_at = time.monotonic()
-
-
-async def _bad_gateway(send: Send, upstream: str, error: str) -> None:
-    body = json.dumps(
-        {
-            "error": f"kantos-mock proxy: the upstream {upstream} did not answer: {error}",
-            "code": "BAD_GATEWAY",
-            "status": 502,
-            "details": {"upstream": upstream},
-        }
-    ).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 502, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
