@@ -21,7 +21,6 @@ Nothing here knows HTTP servers: `mockserver.http.selfcheck` feeds it from an AS
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 import jsonschema_rs
+import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -261,7 +261,7 @@ class ResponseValidator:
         if not (media_type == "application/json" or media_type.endswith("+json")):
             return []
         try:
-            payload = json.loads(body)
+            payload = orjson.loads(body)
         except ValueError as exc:
             return [f"the body is not valid JSON ({exc}): {body[:200]!r}"]
         return [_describe(e) for e in sorted(validator.iter_errors(payload), key=_error_key)[:10]]
