@@ -13,9 +13,17 @@ from .schema import STRING_EMPTYABLE, FieldDef, FieldType, ObjectDef, parse_date
 
 
 class Record:
-    """One record. `values` holds only non-empty fields and is replaced, never mutated, on update."""
+    """One record, held as the JSON the API serves (`json`) plus the fields the engine reads
+    without decoding it (id, object, times, creator). Records never change: an update makes a
+    new one.
 
-    __slots__ = ("created_at", "created_by", "id", "json", "object_id", "updated_at", "values")
+    Its field values (`values`, only the non-empty fields) are decoded from `json` when asked
+    for, not kept beside it: a dict of values cost about 800 bytes a record more than the JSON
+    (the dict and an object per value), which at 1,000,000 records was most of the RSS. A
+    record made by a write keeps the dict it was made from (`_values`), as the write's index
+    updates read it at once; records loaded from fixtures (`Record.loaded`) do not."""
+
+    __slots__ = ("_values", "created_at", "created_by", "id", "json", "object_id", "updated_at")
 
     def __init__(
         self,
@@ -28,32 +36,86 @@ class Record:
     ) -> None:
         self.id = id
         self.object_id = object_id
-        self.values = values
         self.created_at = created_at
         self.updated_at = updated_at
         self.created_by = created_by
-        #: The record as the API serves it, encoded once when the record is made (records never
-        #: change; an update makes a new one): a read sends these bytes as they are. Encoding on
-        #: each read cost more than anything else in a page of 25, mostly in cache misses.
-        # A copy: the bytes orjson returns keep the buffer they were written in (kilobytes), and
-        # 100,000 of them took 390 MB; the copy is its own size.
-        self.json: bytes = bytes(memoryview(orjson.dumps(self.to_json())))
+        self._values: dict[str, Any] | None = values
+        created = format_timestamp(created_at)
+        # A new record's two times are the same: format once.
+        updated = created if updated_at == created_at else format_timestamp(updated_at)
+        #: The record as the API serves it, encoded once when the record is made: a read sends
+        #: these bytes as they are. Encoding on each read cost more than anything else in a
+        #: page of 25, mostly in cache misses.
+        self.json: bytes = encode(id, object_id, values, created, updated, created_by)
+
+    @classmethod
+    def loaded(
+        cls,
+        id: str,
+        object_id: str,
+        values: dict[str, Any],
+        created_at: int,
+        updated_at: int,
+        created_by: str,
+        created_text: str,
+        updated_text: str,
+    ) -> Record:
+        """A record whose values are kept only as its JSON. `created_text` and `updated_text` are
+        the two times as `format_timestamp` writes them (the loader has them already)."""
+        rec = cls.__new__(cls)
+        rec.id = id
+        rec.object_id = object_id
+        rec.created_at = created_at
+        rec.updated_at = updated_at
+        rec.created_by = created_by
+        rec._values = None
+        rec.json = encode(id, object_id, values, created_text, updated_text, created_by)
+        return rec
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The non-empty field values. Do not change the dict: it may be the record's own."""
+        values = self._values
+        if values is not None:
+            return values
+        global _last_decoded
+        last = _last_decoded
+        if last[0] is self:
+            return last[1]
+        decoded: dict[str, Any] = orjson.loads(self.json)["field_values"]
+        values = decoded
+        # The last record decoded is kept with its values: an index reads several fields of one
+        # record in a row (a composite index's group and sort keys, an update's old values).
+        _last_decoded = (self, values)
+        return values
 
     def to_json(self) -> dict[str, Any]:
-        created = format_timestamp(self.created_at)
-        # A new record's two times are the same: format once.
-        same = self.updated_at == self.created_at
-        return {
-            "id": self.id,
-            "object_id": self.object_id,
-            "field_values": self.values,
-            "created_at": created,
-            "updated_at": created if same else format_timestamp(self.updated_at),
-            "created_by": self.created_by,
-        }
+        return orjson.loads(self.json)  # type: ignore[no-any-return]
 
     def replace(self, values: dict[str, Any], updated_at: int) -> Record:
         return Record(self.id, self.object_id, values, self.created_at, updated_at, self.created_by)
+
+
+_last_decoded: tuple[Record | None, dict[str, Any]] = (None, {})
+
+
+def encode(
+    id: str, object_id: str, values: dict[str, Any], created: str, updated: str, created_by: str
+) -> bytes:
+    """A record's JSON, as the API serves it."""
+    body = orjson.dumps(
+        {
+            "id": id,
+            "object_id": object_id,
+            "field_values": values,
+            "created_at": created,
+            "updated_at": updated,
+            "created_by": created_by,
+        }
+    )
+    # A copy: the bytes orjson returns keep the buffer they were written in (kilobytes), and
+    # 100,000 of them took 390 MB; the copy is its own size.
+    return bytes(memoryview(body))
 
 
 #: The kind of a filterable/sortable key, which decides how values compare.
