@@ -76,6 +76,11 @@ def load_fixtures(
     return loader.load()
 
 
+#: A record read: checked already, or `(file, path, object, item)` to check (its line's bytes for
+#: JSON Lines). A bare record, not a tuple: a million tuples, freed after loading, left their
+#: memory in the allocator's pools, among the records' (RSS).
+Admitted = Record | tuple[str, str, ObjectDef, dict[str, Any] | bytes]
+
 #: Records between two progress reports.
 PROGRESS_EVERY = 100_000
 
@@ -324,7 +329,7 @@ class _Loader:
 
     def _records(self, objects: dict[str, ObjectDef], users: dict[str, User]) -> list[Record]:
         by_slug = {o.slug: o for o in objects.values()}
-        loaded: list[tuple[str, str, ObjectDef, dict[str, Any] | bytes | Record]] = []
+        loaded: list[Admitted] = []
         seen: dict[str, str] = {}  # id -> object id, for references and duplicates
         folder = self.root / "records"
         files = (
@@ -356,7 +361,7 @@ class _Loader:
         obj: ObjectDef,
         kept: dict[str, Any] | bytes,
         seen: dict[str, str],
-        loaded: list[tuple[str, str, ObjectDef, dict[str, Any] | bytes | Record]],
+        loaded: list[Admitted],
         users: dict[str, User],
     ) -> bool:
         """Take a record for checking once its id is known and not taken. Most records are
@@ -373,7 +378,7 @@ class _Loader:
         if obj.id not in self.waiting:
             rec = self._valid_record(item, rid, obj, users, seen)
             if rec is not None:
-                loaded.append((self.file, "", obj, rec))
+                loaded.append(rec)
                 return True
             self.waiting.add(obj.id)
         loaded.append((self.file, where, obj, kept))
@@ -436,7 +441,7 @@ class _Loader:
             for taken, key in claims:
                 taken[key] = rid
         return Record.loaded(
-            rid, obj.id, values, created_us, updated_us, created_by, created_text, updated_text
+            rid, obj.id, values, created_us, updated_us, users[created_by].id, created_text, updated_text
         )
 
     def _read_jsonl(
@@ -444,7 +449,7 @@ class _Loader:
         path: Path,
         obj: ObjectDef | None,
         seen: dict[str, str],
-        loaded: list[tuple[str, str, ObjectDef, dict[str, Any] | bytes | Record]],
+        loaded: list[Admitted],
         users: dict[str, User],
     ) -> None:
         """A `.jsonl` records file, read a line at a time. Most records are checked as they are
@@ -484,12 +489,12 @@ class _Loader:
 
     def _check_records(
         self,
-        loaded: Sequence[tuple[str, str, ObjectDef, dict[str, Any] | bytes | Record]],
+        loaded: Sequence[Admitted],
         users: dict[str, User],
         seen: dict[str, str],
     ) -> list[Record]:
-        """Check each `(file, path, object, item)` not checked yet (an item that is a `Record`
-        passed when it was read); `seen` maps every record id to its object."""
+        """Check each `(file, path, object, item)` (a `Record` passed its checks when it was
+        read); `seen` maps every record id to its object."""
         records: list[Record] = []
 
         def record_exists(object_id: str, record_id: str) -> bool:
@@ -498,10 +503,11 @@ class _Loader:
         def user_exists(user_id: str) -> bool:
             return user_id in users
 
-        for file, where, obj, item in loaded:
-            if isinstance(item, Record):
-                records.append(item)
+        for entry in loaded:
+            if isinstance(entry, Record):
+                records.append(entry)
             else:
+                file, where, obj, item = entry
                 self.file = file
                 # A JSON Lines record is still its line's bytes (checked as JSON when it was read).
                 values = orjson.loads(item) if isinstance(item, bytes) else item
@@ -542,6 +548,8 @@ class _Loader:
         if created_by is not None and created_by not in users:
             self.fail(self._at(path, "created_by"), f"unknown user {created_by!r}")
             ok = False
+        elif created_by is not None:  # one string for every record of a user
+            created_by = users[created_by].id
         raw_values = item.get("field_values", {})
         if not isinstance(raw_values, dict):
             self.fail(f"{path}.field_values", "expected a mapping")

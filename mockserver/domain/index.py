@@ -88,12 +88,17 @@ class FieldIndex:
         get, sort_key = spec.get, spec.sort_key
         # multi_select: option -> ids that have it, for "has this option" lookups.
         self.options: dict[str, set[str]] | None = {} if spec.kind == Kind.MULTI else None
+        # One string object for each distinct text key (names repeat: 1,000,000 contacts have a
+        # few thousand), 50-60 bytes less for each record that shares it.
+        distinct: dict[str, str] = {}
         for rec in records:
             value = get(rec)
             if value is None:
                 empties.append(rec.id)
                 continue
             key = sort_key(value)
+            if type(key) is str:
+                key = distinct.setdefault(key, key)
             self.keys[rec.id] = key
             pairs.append((key, rec.id))
             if self.options is not None:
