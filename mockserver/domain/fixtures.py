@@ -418,6 +418,8 @@ class _Loader:
             updated_us = parsed
             if updated_us < created_us:
                 return None
+            if updated_us == created_us:  # one int for both (32 bytes)
+                updated_us = created_us
         fast = self.fast.get(obj.id)
         if fast is None or fast.seen is not seen:
             fast = self.fast[obj.id] = _FastChecks(obj, users, seen)
