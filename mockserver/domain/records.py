@@ -22,11 +22,11 @@ class Record:
 
     Its field values (`values`, only the non-empty fields) are decoded from `json` when asked
     for, not kept beside it: a dict of values cost about 800 bytes a record more than the JSON
-    (the dict and an object per value), which at 1,000,000 records was most of the RSS. A
-    record made by a write keeps the dict it was made from (`_values`), as the write's index
-    updates read it at once; records loaded from fixtures (`Record.loaded`) do not."""
+    (the dict and an object per value), which at 1,000,000 records was most of the RSS. Indexes
+    keep the keys they need, so queries do not ask; the two records whose values were asked for
+    last are remembered with them (see `values`)."""
 
-    __slots__ = ("_values", "created_at", "created_by", "id", "json", "object_id", "updated_at")
+    __slots__ = ("created_at", "created_by", "id", "json", "object_id", "updated_at")
 
     def __init__(
         self,
@@ -42,7 +42,6 @@ class Record:
         self.created_at = created_at
         self.updated_at = updated_at
         self.created_by = created_by
-        self._values: dict[str, Any] | None = values
         created = format_timestamp(created_at)
         # A new record's two times are the same: format once.
         updated = created if updated_at == created_at else format_timestamp(updated_at)
@@ -50,6 +49,7 @@ class Record:
         #: these bytes as they are. Encoding on each read cost more than anything else in a
         #: page of 25, mostly in cache misses.
         self.json: bytes = encode(id, object_id, values, created, updated, created_by)
+        _remember(self, values)  # a write's index updates read them next
 
     @classmethod
     def loaded(
@@ -63,33 +63,30 @@ class Record:
         created_text: str,
         updated_text: str,
     ) -> Record:
-        """A record whose values are kept only as its JSON. `created_text` and `updated_text` are
-        the two times as `format_timestamp` writes them (the loader has them already)."""
+        """A record as the fixture loader makes it: `created_text` and `updated_text` are the two
+        times as `format_timestamp` writes them (the loader has them already)."""
         rec = cls.__new__(cls)
         rec.id = id
         rec.object_id = object_id
         rec.created_at = created_at
         rec.updated_at = updated_at
         rec.created_by = created_by
-        rec._values = None
         rec.json = encode(id, object_id, values, created_text, updated_text, created_by)
         return rec
 
     @property
     def values(self) -> dict[str, Any]:
-        """The non-empty field values. Do not change the dict: it may be the record's own."""
-        values = self._values
-        if values is not None:
-            return values
-        global _last_decoded
-        last = _last_decoded
-        if last[0] is self:
-            return last[1]
-        decoded: dict[str, Any] = orjson.loads(self.json)["field_values"]
-        values = decoded
-        # The last record decoded is kept with its values: an index reads several fields of one
-        # record in a row (a composite index's group and sort keys, an update's old values).
-        _last_decoded = (self, values)
+        """The non-empty field values, decoded from `json`. Do not change the dict: it may be
+        shared with the next caller."""
+        recent = _recent
+        values: dict[str, Any]
+        if recent[0] is self:
+            values = recent[1]
+        elif recent[2] is self:
+            values = recent[3]
+        else:
+            values = orjson.loads(self.json)["field_values"]
+            _remember(self, values)
         return values
 
     def to_json(self) -> dict[str, Any]:
@@ -99,7 +96,16 @@ class Record:
         return Record(self.id, self.object_id, values, self.created_at, updated_at, self.created_by)
 
 
-_last_decoded: tuple[Record | None, dict[str, Any]] = (None, {})
+#: The two records whose values were asked for (or made) last, with them: `(record, values,
+#: record, values)`, most recent first. An index reads several fields of one record in a row (a
+#: composite index's group and sort keys), and an update reads the old record's and the new one's
+#: in turn. One tuple, replaced whole, so a reader never pairs a record with another's values.
+_recent: tuple[Any, ...] = (None, None, None, None)
+
+
+def _remember(rec: Record, values: dict[str, Any]) -> None:
+    global _recent
+    _recent = (rec, values, _recent[0], _recent[1])
 
 
 def encode(
