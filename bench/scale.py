@@ -16,7 +16,7 @@ a smoke run on small sizes. For each size, one run:
    query, the random `$contains` and POST, each right next to the bare-Starlette floor
    (bench/_floor.py) on the same endpoint; the server's RSS after the run, with its indexes built.
 It prints a table per size and one across sizes, judges the targets, and writes the curve as a PNG
-(`--plot`, default bench/scale.png, which the README shows).
+(`--plot`, default docs/images/bench-scale.png, which the docs site shows).
 
 Targets at 1,000,000 contacts: start-up from a fixture folder <= 20 s; RSS <= 1.5 GB with every
 index built; GET and page-3 query p50 within 1.5x of their 100,000 figures; random `$contains` p50
@@ -453,7 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2,000 and 10,000 contacts, short runs (smoke test)")
     ap.add_argument("--reps", type=int, help="in-process repetitions per operation (200; 20 with --quick)")
     ap.add_argument("--duration", type=float, help="seconds of load per HTTP scenario (3; 1 with --quick)")
-    ap.add_argument("--plot", default=str(BENCH / "scale.png"), help="where to write the PNG ('' for none)")
+    ap.add_argument(
+        "--plot",
+        default=str(ROOT / "docs" / "images" / "bench-scale.png"),
+        help="where to write the PNG ('' for none)",
+    )
     ap.add_argument("--seed", type=int, default=H.SEED)
     args = ap.parse_args(argv)
     try:
@@ -505,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     misses = report(results, say)
     say(f"Machine: load average after the run {H.loadavg()}")
     if args.plot:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot(results, Path(args.plot))
         say(f"plot written to {args.plot}")
     return 1 if misses else 0
