@@ -134,6 +134,7 @@ def _progress(message: str) -> None:
 
 def _serve(ns: argparse.Namespace) -> int:
     from .domain.fixtures import FixtureError, load_fixtures
+    from .domain.records import release_memory
     from .http.access import is_loopback, new_token
     from .http.app import create_app
     from .server import DEFAULT_API_KEY, base_url, bind, serve_forever
@@ -201,6 +202,7 @@ def _serve(ns: argparse.Namespace) -> int:
     # walking it again and again (with 100,000 records, each full collection paused requests
     # for 100 ms and more).
     gc.collect()
+    release_memory()  # what loading freed (the fixture set's own already went back)
     gc.freeze()
     gc.callbacks.append(_freeze_survivors)
     try:

@@ -36,6 +36,9 @@ class FixtureSet:
     users: dict[str, User]
     keys: dict[str, ApiKey]
     records: list[Record]
+    #: object id -> unique field slug -> normalised value -> record id, for `records` (the loader
+    #: has it from its checks); None: worked out from the records.
+    unique: dict[str, dict[str, dict[Any, str]]] | None = None
 
 
 @dataclass(slots=True)
@@ -72,11 +75,36 @@ class Backend:
         #: function, its cells and their tuple): these live until the next reset, and every
         #: object the garbage collector tracks makes its full collections longer.
         self._undo: list[tuple[Any, ...]] = []
+        self._unique_borrowed = False
         for obj in fixtures.objects:
             self._add_object(_copy_object(obj))
-        for rec in fixtures.records:
-            self._insert(rec)
+        self._load(fixtures.records, fixtures.unique)
         self._undo.clear()
+
+    def _load(self, records: list[Record], unique: dict[str, dict[str, dict[Any, str]]] | None) -> None:
+        """`_insert` of each record, in bulk: no index is built yet, and the unique values' maps
+        are the loader's when it has them (reading them off 1,000,000 records would decode each
+        record's JSON). They are shared with the fixture set, and so with other tenants, until
+        the first write copies them (`_own_unique`)."""
+        stores = self.stores
+        for rec in records:
+            stores[rec.object_id].records[rec.id] = rec
+        self.by_id.update((rec.id, rec) for rec in records)
+        if unique is None:
+            for rec in records:
+                self._index_unique(rec, add=True)
+            return
+        for object_id, taken in self.unique.items():
+            for slug in taken:
+                taken[slug] = unique.get(object_id, {}).get(slug, {})
+        self._unique_borrowed = True
+
+    def _own_unique(self) -> None:
+        """Copy the unique values' maps shared with the fixture set, before a change to them."""
+        for taken in self.unique.values():
+            for slug in taken:
+                taken[slug] = dict(taken[slug])
+        self._unique_borrowed = False
 
     # --- reset ---------------------------------------------------------------------------
 
@@ -100,6 +128,8 @@ class Backend:
     def replace_state(self, objects: list[ObjectDef], records: list[Record]) -> None:
         """Swap in a whole checked state (an import, see `state.py`); one undo entry swaps the old
         one back, so a later reset still returns to the fixture set."""
+        if self._unique_borrowed:
+            self._own_unique()
         saved = (self.objects, self.stores, self.by_id, self.unique)
         self.objects, self.stores, self.by_id, self.unique = {}, {}, {}, {}
         for obj in objects:
@@ -404,6 +434,8 @@ class Backend:
         self._index_unique(new, add=True)
 
     def _index_unique(self, rec: Record, add: bool) -> None:
+        if self._unique_borrowed:
+            self._own_unique()
         obj = self.objects[rec.object_id]
         for slug, taken in self.unique[rec.object_id].items():
             if slug in rec.values:

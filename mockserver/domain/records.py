@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +16,17 @@ from .schema import STRING_EMPTYABLE, FieldDef, FieldType, ObjectDef, parse_date
 
 
 class Record:
-    """One record. `values` holds only non-empty fields and is replaced, never mutated, on update."""
+    """One record, held as the JSON the API serves (`json`) plus the fields the engine reads
+    without decoding it (id, object, times, creator). Records never change: an update makes a
+    new one.
 
-    __slots__ = ("created_at", "created_by", "id", "json", "object_id", "updated_at", "values")
+    Its field values (`values`, only the non-empty fields) are decoded from `json` when asked
+    for, not kept beside it: a dict of values cost about 800 bytes a record more than the JSON
+    (the dict and an object per value), which at 1,000,000 records was most of the RSS. Indexes
+    keep the keys they need, so queries do not ask; the two records whose values were asked for
+    last are remembered with them (see `values`)."""
+
+    __slots__ = ("created_at", "created_by", "id", "json", "object_id", "updated_at")
 
     def __init__(
         self,
@@ -28,32 +39,116 @@ class Record:
     ) -> None:
         self.id = id
         self.object_id = object_id
-        self.values = values
         self.created_at = created_at
         self.updated_at = updated_at
         self.created_by = created_by
-        #: The record as the API serves it, encoded once when the record is made (records never
-        #: change; an update makes a new one): a read sends these bytes as they are. Encoding on
-        #: each read cost more than anything else in a page of 25, mostly in cache misses.
-        # A copy: the bytes orjson returns keep the buffer they were written in (kilobytes), and
-        # 100,000 of them took 390 MB; the copy is its own size.
-        self.json: bytes = bytes(memoryview(orjson.dumps(self.to_json())))
+        created = format_timestamp(created_at)
+        # A new record's two times are the same: format once.
+        updated = created if updated_at == created_at else format_timestamp(updated_at)
+        #: The record as the API serves it, encoded once when the record is made: a read sends
+        #: these bytes as they are. Encoding on each read cost more than anything else in a
+        #: page of 25, mostly in cache misses.
+        self.json: bytes = encode(id, object_id, values, created, updated, created_by)
+        _remember(self, values)  # a write's index updates read them next
+
+    @classmethod
+    def loaded(
+        cls,
+        id: str,
+        object_id: str,
+        values: dict[str, Any],
+        created_at: int,
+        updated_at: int,
+        created_by: str,
+        created_text: str,
+        updated_text: str,
+    ) -> Record:
+        """A record as the fixture loader makes it: `created_text` and `updated_text` are the two
+        times as `format_timestamp` writes them (the loader has them already)."""
+        rec = cls.__new__(cls)
+        rec.id = id
+        rec.object_id = object_id
+        rec.created_at = created_at
+        rec.updated_at = updated_at
+        rec.created_by = created_by
+        rec.json = encode(id, object_id, values, created_text, updated_text, created_by)
+        return rec
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The non-empty field values, decoded from `json`. Do not change the dict: it may be
+        shared with the next caller."""
+        recent = _recent
+        values: dict[str, Any]
+        if recent[0] is self:
+            values = recent[1]
+        elif recent[2] is self:
+            values = recent[3]
+        else:
+            values = orjson.loads(self.json)["field_values"]
+            _remember(self, values)
+        return values
 
     def to_json(self) -> dict[str, Any]:
-        created = format_timestamp(self.created_at)
-        # A new record's two times are the same: format once.
-        same = self.updated_at == self.created_at
-        return {
-            "id": self.id,
-            "object_id": self.object_id,
-            "field_values": self.values,
-            "created_at": created,
-            "updated_at": created if same else format_timestamp(self.updated_at),
-            "created_by": self.created_by,
-        }
+        return orjson.loads(self.json)  # type: ignore[no-any-return]
 
     def replace(self, values: dict[str, Any], updated_at: int) -> Record:
         return Record(self.id, self.object_id, values, self.created_at, updated_at, self.created_by)
+
+
+#: The two records whose values were asked for (or made) last, with them: `(record, values,
+#: record, values)`, most recent first. An index reads several fields of one record in a row (a
+#: composite index's group and sort keys), and an update reads the old record's and the new one's
+#: in turn. One tuple, replaced whole, so a reader never pairs a record with another's values.
+_recent: tuple[Any, ...] = (None, None, None, None)
+
+
+def _remember(rec: Record, values: dict[str, Any]) -> None:
+    global _recent
+    _recent = (rec, values, _recent[0], _recent[1])
+
+
+def encode(
+    id: str, object_id: str, values: dict[str, Any], created: str, updated: str, created_by: str
+) -> bytes:
+    """A record's JSON, as the API serves it."""
+    body = orjson.dumps(
+        {
+            "id": id,
+            "object_id": object_id,
+            "field_values": values,
+            "created_at": created,
+            "updated_at": updated,
+            "created_by": created_by,
+        }
+    )
+    # A copy: the bytes orjson returns keep the buffer they were written in (kilobytes), and
+    # 100,000 of them took 390 MB; the copy is its own size.
+    return bytes(memoryview(body))
+
+
+#: Bulk work on this many records or more hands the memory it freed back (`release_memory`).
+BULK = 100_000
+
+
+def release_memory() -> None:
+    """Give the C allocator's free memory back to the system (glibc's `malloc_trim`; elsewhere
+    nothing). Loading or indexing a million records frees about as many temporary objects, and
+    large tables (the ids seen so far, lists grown by doubling) that glibc keeps: 30-50 MB of RSS
+    each time at 1,000,000 records."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
 
 
 #: The kind of a filterable/sortable key, which decides how values compare.

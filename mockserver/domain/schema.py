@@ -192,21 +192,25 @@ def parse_date(value: str) -> date | None:
 
 def parse_datetime_us(value: str) -> int | None:
     """Microseconds since the epoch for `YYYY-MM-DDTHH:MM[:SS[.ffffff]]` with `Z` or `±HH:MM`."""
-    if len(value) == 20 and value[19] == "Z" and _UTC_SECONDS.fullmatch(value):
-        # The common `2024-01-15T10:30:00Z`, read without building a datetime.
-        try:
-            days = date(int(value[:4]), int(value[5:7]), int(value[8:10])).toordinal() - _EPOCH_ORDINAL
-        except ValueError:
-            return None
-        hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
-        if hour > 23 or minute > 59 or second > 59:
-            return None
-        return ((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000
+    us = parse_utc_seconds(value)
+    if us is not None:
+        return us
     if not _DATETIME.fullmatch(value):
         return None
     try:
         return to_us(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError:
+        return None
+
+
+def parse_utc_seconds(value: str) -> int | None:
+    """`parse_datetime_us` of the common `2024-01-15T10:30:00Z` (as `format_timestamp` writes a
+    whole second), read without building a datetime; None for any other form, valid or not."""
+    if len(value) != 20 or value[19] != "Z" or not _UTC_SECONDS.fullmatch(value):
+        return None
+    try:  # a whole number of seconds: the float is exact
+        return int(datetime.fromisoformat(value).timestamp()) * 1_000_000
+    except ValueError:  # no such day, or hour, minute or second
         return None
 
 

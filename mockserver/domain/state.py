@@ -14,7 +14,7 @@ from .auth import User
 from .backend import Backend
 from .clock import Clock, format_timestamp, from_us, to_us
 from .errors import ValidationFailed
-from .fixtures import _Loader
+from .fixtures import Admitted, _Loader
 from .records import Record
 from .schema import ObjectDef, parse_instant_operand
 
@@ -103,7 +103,7 @@ class _StateChecker(_Loader):
         return [item if isinstance(item, dict) else {} for item in items]
 
     def _records(self, objects: dict[str, ObjectDef], users: dict[str, User]) -> list[Record]:
-        loaded: list[tuple[str, str, ObjectDef, dict[str, Any] | bytes]] = []
+        loaded: list[Admitted] = []
         seen: dict[str, str] = {}  # id -> object id, for references and duplicates
         for i, item in enumerate(self._read("records", "records")):
             where = f"records[{i}]"
@@ -114,7 +114,7 @@ class _StateChecker(_Loader):
                     f"{where}.object_id", f"expected the id of an object of this state, got {object_id!r}"
                 )
                 continue
-            self._admit(item, where, obj, item, seen, loaded)
+            self._admit(item, where, obj, item, seen, loaded, users)
         return self._check_records(loaded, users, seen)
 
     def _clock(self, clock: Any) -> None:
