@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import random
 import subprocess
 import sys
@@ -511,34 +510,6 @@ def test_a_refused_key_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
     options = PullOptions("http://kantos.test", "wrong", tmp_path / "x")
     assert pull(options, transport=transport) == 1
     assert "401" in capsys.readouterr().err
-
-
-def test_the_readme_examples_run(bundled: MockServer, tmp_path: Path) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Fixtures from your real workspace", 1)[1]
-    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
-    commands = [
-        line for line in block.splitlines() if line.startswith("kantos-mock ") and " serve " not in line
-    ]
-    assert len(commands) == 4
-    env = {
-        **os.environ,
-        "KANTOS_URL": bundled.url,
-        "KANTOS_API_KEY": bundled.api_key,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    for command in commands:
-        result = subprocess.run(
-            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, f"{command}\n{result.stderr}"
-    assert sorted(p.name for p in (tmp_path / "fixtures-csv" / "records").iterdir()) == [
-        "companies.csv", "contacts.csv", "deals.csv",
-    ]  # fmt: skip
-    assert "kept as it is: obj_companies.hq_country" in subprocess.run(
-        ["bash", "-c", commands[1].replace("fixtures-anon", "again")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    ).stderr  # fmt: skip
 
 
 def test_an_unreachable_source_fails_at_once_and_writes_nothing(
