@@ -188,7 +188,9 @@ class TextIndex:
                     else:
                         posting.append(vid)
                         if len(posting) >= DENSE_MIN and len(posting) > dense:  # live ones only
-                            table[piece] = _bitmap(compress(posting, map(self.sizes.__getitem__, posting)), vid + 1)
+                            table[piece] = _bitmap(
+                                compress(posting, map(self.sizes.__getitem__, posting)), vid + 1
+                            )
                             dead_of.pop(piece, None)
             return
         held = self.holders[vid]
