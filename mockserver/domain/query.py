@@ -18,7 +18,6 @@ from .errors import BadRequest, describe
 from .index import FieldIndex, ObjectStore
 from .records import KeySpec, Kind, key_spec
 from .schema import ObjectDef, is_number, parse_date, parse_instant_operand
-from .textindex import Posting
 
 OPERATORS = (
     "$eq",
@@ -729,19 +728,19 @@ def _run_text(store: ObjectStore, query: Query, offset: int, limit: int) -> tupl
     idx = store.index(c.spec)
     text = idx.text_index()
     n = len(store)
-    vids: Posting | list[int] | None = None
+    listing: Callable[[], list[str]] | None = None
     if op == "$not_contains":
         total = n - text.count("$contains", needle)
     else:
-        total, vids = text.match(op, needle)
+        total, listing = text.match(op, needle)
     if total == 0 or offset >= total:
         return [], total
     # A step of a walk in C costs about an eighth of what a match costs to list and sort.
     sort_idx = store.index(query.sort)
     if (offset + limit) * n / total > 8 * total:
-        if vids is None:
+        if listing is None:
             return None  # few matches, of nearly every record: the general path scans
-        return _sorted_page(sort_idx, text.ids_of(vids), query.desc, offset, limit), total
+        return _sorted_page(sort_idx, listing(), query.desc, offset, limit), total
     # Walk the sort order, testing each id's folded value, all in C. An empty value folds to "",
     # which no positive operator passes and $not_contains does (as the contract says).
     ids, ids_again = itertools.tee(sort_idx.ids_in_order(query.desc))

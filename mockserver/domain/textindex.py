@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from functools import partial
 from itertools import compress, repeat
 from operator import add, contains
 from typing import TypeAlias
@@ -78,9 +79,14 @@ def _bitmap(posting: Iterable[int], n: int) -> bytearray:
 _UNBITS = bytes.maketrans(b"\x00\x01", b"01")
 
 
+def _flags(bits: int) -> bytes:
+    """A byte per value, 1 for those whose bit is set (up to the highest set), made in C."""
+    return bin(bits)[:1:-1].encode().translate(_BITS)
+
+
 def _vids(bitmap: bytearray) -> list[int]:
     """The values a bitmap holds, ascending."""
-    flags = bin(int.from_bytes(bitmap, "little"))[:1:-1].encode().translate(_BITS)
+    flags = _flags(int.from_bytes(bitmap, "little"))
     return list(compress(range(len(flags)), flags))
 
 
@@ -251,10 +257,10 @@ class TextIndex:
 
     # --- lookups ----------------------------------------------------------------------------
 
-    def _posting(self, op: str, needle: str) -> tuple[Posting | list[int], int, bool]:
+    def _posting(self, op: str, needle: str) -> tuple[Posting | bytes, int, bool]:
         """The posting to read for `op` (`$contains`, `$starts_with` or `$ends_with`) and a folded,
-        non-empty needle; when every live value in it matches (no check needed), the records it
-        holds, else -1."""
+        non-empty needle, and whether every live value in it matches (no check needed): then with
+        the records it holds, else -1. A posting to check is an array, or `_flags` (bytes)."""
         n = len(needle)
         if n <= PIECE:
             t = _OPS[op]
@@ -286,36 +292,32 @@ class TextIndex:
         both = int.from_bytes(bitmaps[0], "little")
         for bitmap in bitmaps[1:]:
             both &= int.from_bytes(bitmap, "little")
-        return _vids(bytearray(both.to_bytes((both.bit_length() + 7) // 8, "little"))), -1, False
-
-    def _checks(self, op: str, needle: str, posting: array[int] | list[int]) -> Iterator[bool]:
-        values = map(self.values.__getitem__, posting)
-        if op == "$contains":
-            return map(contains, values, repeat(needle))
-        if op == "$starts_with":
-            return map(str.startswith, values, repeat(needle))
-        return map(str.endswith, values, repeat(needle))
+        return _flags(both), -1, False
 
     def count(self, op: str, needle: str) -> int:
         """How many records match `op` (a positive text operator) with a folded, non-empty needle."""
         return self.match(op, needle)[0]
 
-    def match(self, op: str, needle: str) -> tuple[int, Posting | list[int]]:
-        """The count, and the values that match, or a posting that holds them and dead values
-        (a dead value holds no one: `ids_of` passes it by)."""
+    def match(self, op: str, needle: str) -> tuple[int, Callable[[], list[str]]]:
+        """The count, and a function that lists the ids of the records that match (in no particular
+        order; a caller that needs only the count never lists them)."""
         posting, total, exact = self._posting(op, needle)
         if exact:
-            return total, posting
-        assert not isinstance(posting, bytearray)
+            assert not isinstance(posting, bytes)  # flags are never exact
+            return total, partial(self.ids_of, posting)
+        check = _CHECKS[op]
+        unique = len(self.value_of) == len(self.vid_of)  # one record per live value
+        if isinstance(posting, bytes):  # flags: the candidates' values and results, all in C
+            passes = bytes(map(check, compress(self.values, posting), repeat(needle)))
+            total = passes.count(1) if unique else sum(compress(compress(self.sizes, posting), passes))
+            return total, partial(self._flagged, posting, passes)
         # A dead value is "": no check passes on it.
-        vids = list(compress(posting, self._checks(op, needle, posting)))
-        return self._holding(vids), vids
+        vids = list(compress(posting, map(check, map(self.values.__getitem__, posting), repeat(needle))))
+        total = len(vids) if unique else sum(map(self.sizes.__getitem__, vids))
+        return total, partial(self.ids_of, vids)
 
-    def _holding(self, vids: list[int]) -> int:
-        """How many records hold these (live) values."""
-        if len(self.value_of) == len(self.vid_of):  # one record per value
-            return len(vids)
-        return sum(map(self.sizes.__getitem__, vids))
+    def _flagged(self, flags: bytes, passes: bytes) -> list[str]:
+        return self.ids_of(list(compress(compress(range(len(flags)), flags), passes)))
 
     def ids_of(self, vids: Posting | list[int]) -> list[str]:
         """The ids of the records that hold these values (a posting, or a list of values), in no
@@ -336,7 +338,12 @@ class TextIndex:
 
     def ids(self, op: str, needle: str) -> list[str]:
         """The ids of the records that match, in no particular order."""
-        return self.ids_of(self.match(op, needle)[1])
+        return self.match(op, needle)[1]()
 
 
+_CHECKS: dict[str, Callable[[str, str], bool]] = {
+    "$contains": contains,
+    "$starts_with": str.startswith,
+    "$ends_with": str.endswith,
+}
 _EMPTY: array[int] = array("i")
