@@ -532,7 +532,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # The text indexes, on their own: what each costs in memory and time to build.
     for f in ("name", "email"):
-        backend.query_records(OBJ, {f: {"$empty": False}}, None, None, 1, 1)  # its field index first
+        # Its field index first (a sort by the field builds it; `$empty: false` would build a
+        # composite index instead, and the text index would be charged for the field index).
+        backend.query_records(OBJ, None, f, None, 1, 1)
         gc.collect()
         before, t = rss_mb(), time.perf_counter()
         backend.query_records(OBJ, {f: {"$contains": "zz"}}, None, None, 1, 1)
