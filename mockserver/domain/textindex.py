@@ -150,22 +150,25 @@ class TextIndex:
         n = len(values)
         dense = max(DENSE_MIN, n // DENSE_SHARE)
         for vid, value in enumerate(values):
-            size = sizes[vid]
             byte, bit = vid >> 3, 1 << (vid & 7)
-            for table, extra, pieces in zip(self.tables, self.extra, _pieces(value), strict=True):
+            cut = _pieces(value)
+            for table, pieces in zip(self.tables, cut, strict=True):
                 get = table.get
                 for piece in pieces:
                     posting = get(piece)
                     if posting is None:
                         table[piece] = array("i", (vid,))
-                    elif isinstance(posting, bytearray):
+                    elif type(posting) is bytearray:
                         posting[byte] |= bit
                     else:
                         posting.append(vid)
                         if len(posting) >= dense:
                             table[piece] = _bitmap(posting, n)
-                    if size > 1:
-                        extra[piece] = extra.get(piece, 0) + size - 1
+            more = sizes[vid] - 1
+            if more:
+                for extra, pieces in zip(self.extra, cut, strict=True):
+                    for piece in pieces:
+                        extra[piece] = extra.get(piece, 0) + more
 
     def __len__(self) -> int:
         """Live records: those whose value is not empty."""
