@@ -894,19 +894,21 @@ def text_scenario_st(draw: st.DrawFn) -> Scenario:
 @PROPERTY
 @given(text_scenario_st())
 @pytest.mark.parametrize(
-    ("min_compact", "min_rebuild"),
-    [(textindex.MIN_COMPACT, textindex.MIN_REBUILD), (1, 1)],
-    ids=["as-served", "compacting-early"],
+    ("min_compact", "min_rebuild", "dense_min"),
+    [(textindex.MIN_COMPACT, textindex.MIN_REBUILD, textindex.DENSE_MIN), (1, 1, 1), (1, 1, 3)],
+    ids=["as-served", "compacting-early", "bitmaps-from-3"],
 )
 def test_text_operators_agree_with_the_contract_while_records_change(
-    min_compact: int, min_rebuild: int, sc: Scenario
+    min_compact: int, min_rebuild: int, dense_min: int, sc: Scenario
 ) -> None:
     """Text operators answered from the text index (kept current by every write, its postings and
-    whole index compacted as served and after each delete) agree with the naive evaluator: non-ASCII
+    whole index compacted as served and after each delete, its postings bitmaps as served, from the
+    first value and from the third) agree with the naive evaluator: non-ASCII values, repeated
     values, fragments of one and two letters, fragments across words."""
     with (
         patch.object(textindex, "MIN_COMPACT", min_compact),
         patch.object(textindex, "MIN_REBUILD", min_rebuild),
+        patch.object(textindex, "DENSE_MIN", dense_min),
     ):
         run_scenario(sc)
 

@@ -728,35 +728,32 @@ def _run_text(store: ObjectStore, query: Query, offset: int, limit: int) -> tupl
     idx = store.index(c.spec)
     text = idx.text_index()
     n = len(store)
+    listing: Callable[[], list[str]] | None = None
     if op == "$not_contains":
-        total, listed = n - text.count("$contains", needle), None
+        total = n - text.count("$contains", needle)
     else:
-        total, listed = text.count_or_docs(op, needle)
+        total, listing = text.match(op, needle)
     if total == 0 or offset >= total:
         return [], total
     # A step of a walk in C costs about an eighth of what a match costs to list and sort.
     sort_idx = store.index(query.sort)
     if (offset + limit) * n / total > 8 * total:
-        if op == "$not_contains":
+        if listing is None:
             return None  # few matches, of nearly every record: the general path scans
-        matches = text.ids_of(listed) if listed is not None else text.ids(op, needle)
-        return _sorted_page(sort_idx, matches, query.desc, offset, limit), total
-    # Walk the sort order, testing each id, all in C: by the matches listed, or by the folded
-    # value. An empty value folds to "", which no positive operator passes and $not_contains
-    # does (as the contract says).
+        return _sorted_page(sort_idx, listing(), query.desc, offset, limit), total
+    # Walk the sort order, testing each id's folded value, all in C. An empty value folds to "",
+    # which no positive operator passes and $not_contains does (as the contract says).
     ids, ids_again = itertools.tee(sort_idx.ids_in_order(query.desc))
-    passes: Iterator[bool]
-    if listed is not None:
-        passes = map(set(listed).__contains__, map(text.doc_of.get, ids_again))
+    values: Iterator[str]
+    if c.spec.slug == "id":
+        values = map(str.lower, ids_again)
     else:
-        if c.spec.slug == "id":
-            values: Iterator[str] = map(str.lower, ids_again)
-        else:
-            values = map(idx.keys.get, ids_again, itertools.repeat(""))
-        if op == "$not_contains":
-            passes = map(operator.not_, map(operator.contains, values, itertools.repeat(needle)))
-        else:
-            passes = map(_TEXT_CHECKS[op], values, itertools.repeat(needle))
+        values = map(idx.keys.get, ids_again, itertools.repeat(""))
+    passes: Iterator[bool]
+    if op == "$not_contains":
+        passes = map(operator.not_, map(operator.contains, values, itertools.repeat(needle)))
+    else:
+        passes = map(_TEXT_CHECKS[op], values, itertools.repeat(needle))
     return list(itertools.islice(itertools.compress(ids, passes), offset, offset + limit)), total
 
 
