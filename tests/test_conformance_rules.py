@@ -118,7 +118,7 @@ def test_scratch_value_lists_cycle_through_every_value() -> None:
         assert math.gcd(len(values), 7) == 1, name
 
 
-@pytest.mark.parametrize("seed", [11, 22, 33, 44, 55])
+@pytest.mark.parametrize("seed", [11, 22, 33])  # with the complete run's seed 1: four seeds
 def test_the_clean_mock_passes_whatever_the_seed(mock_url: str, seed: int) -> None:
     report = check(
         mock_url, ADMIN_KEY, fuzz=False, out=io.StringIO(), seed=seed, options=Options(**OTHER_KEYS)
