@@ -1,5 +1,6 @@
 """Deliberately broken servers, one realistic deviation each: the kit reports every one under the
-rule it breaks, with each of three seeds, and its reproducer shows the deviation when replayed."""
+rule it breaks, with two of three seeds (each seed in two thirds of them, as the names fall), and
+its reproducer shows the deviation when replayed."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ KEYS = {
     "KANTOS_NON_ADMIN_KEY": "kantos_server_local_key",
 }
 SEEDS = (1, 2, 3)
+
+
+def seeds_for(name: str) -> tuple[int, int]:
+    """Two seeds per broken server, in turn across them, so that every seed meets most deviations:
+    three runs each made this file a third of the whole suite's time."""
+    i = sorted(DEVIATIONS).index(name) % len(SEEDS)
+    return SEEDS[i], SEEDS[(i + 1) % len(SEEDS)]
+
+
 LIMIT = 1_048_576
 
 
@@ -810,12 +820,12 @@ def test_at_least_thirty_deviations_across_the_families() -> None:
 
 
 @pytest.mark.parametrize("deviant_url", sorted(DEVIATIONS), indirect=True)
-def test_the_kit_reports_the_deviation_under_its_rule_with_every_seed(
+def test_the_kit_reports_the_deviation_under_its_rule_with_two_seeds(
     deviant_url: str, request: pytest.FixtureRequest
 ) -> None:
     name = request.node.callspec.params["deviant_url"]
     rule = DEVIATIONS[name][0]
-    for seed in SEEDS:
+    for seed in seeds_for(name):
         report = kit(deviant_url, seed, rule)
         failing = [c for c in report.failing if any(r.id == rule for r in c.rules)]
         rendered = report.render()

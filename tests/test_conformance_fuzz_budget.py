@@ -7,6 +7,7 @@ report and the kit could not complete. A stand-in process plays schemathesis her
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from mockserver.conformance import fuzz
@@ -18,7 +19,11 @@ def _stand_in(startup: float, testing: float) -> list[str]:
         "import time\n"
         f"time.sleep({startup})\n"
         "print('Loaded specification from openapi.yaml', flush=True)\n"
-        f"time.sleep({testing})\n"
+        "try:\n"
+        f"    time.sleep({testing})\n"
+        "except KeyboardInterrupt:\n"  # as schemathesis does: stop, write the reports
+        "    print('interrupted', flush=True)\n"
+        "    raise SystemExit(1)\n"
         "print('done', flush=True)\n"
     )
     return [sys.executable, "-c", script]
@@ -33,4 +38,17 @@ def test_a_slow_start_does_not_use_up_the_budget() -> None:
 def test_testing_past_the_budget_is_stopped() -> None:
     lines, stopped = fuzz._run(_stand_in(startup=0.0, testing=30), {}, 0.5, Report("http://x"))
     assert stopped
-    assert "done" not in lines
+    assert lines[-1] == "interrupted"
+
+
+def test_the_budget_stops_it_even_when_this_process_ignores_sigint() -> None:
+    """As in a CI job's background process (`kantos-mock conformance ... &`): the child would
+    inherit the ignored SIGINT, never stop at the budget, and be killed 15 s later without its
+    reports."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        lines, stopped = fuzz._run(_stand_in(startup=0.0, testing=30), {}, 0.5, Report("http://x"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert stopped
+    assert lines[-1] == "interrupted"  # not killed: it had the chance to write its reports

@@ -179,6 +179,10 @@ def run_schemathesis(
 STARTUP_SECONDS = 90.0
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run(command: list[str], env: dict[str, str], seconds: float, report: Report) -> tuple[list[str], bool]:
     """Run schemathesis, relaying its phase results as progress; SIGINT it when over budget.
 
@@ -194,6 +198,10 @@ def _run(command: list[str], env: dict[str, str], seconds: float, report: Report
         encoding="utf-8",
         errors="replace",
         env=env,
+        # SIGINT is how the budget stops it, so that it still writes its reports. A process started
+        # in the background by a non-interactive shell (`kantos-mock conformance ... &` in CI), or
+        # by a pytest-xdist worker, ignores SIGINT, and a child inherits that: restore it.
+        preexec_fn=_default_sigint if os.name == "posix" else None,
     )
     lines: list[str] = []
     phase = re.compile(r"^\s*\S*\s*(Examples|Coverage|Fuzzing|Stateful) \(in [\d.]+s\)")
