@@ -136,6 +136,11 @@ class Report:
         """The checks that found a deviation."""
         return [c for c in self.checks.values() if c.findings]
 
+    @property
+    def finding_count(self) -> int:
+        """How many deviating requests the checks found, all checks together."""
+        return sum(len(c.findings) for c in self.checks.values())
+
     def exercised(self, rule: Rule) -> list[Check]:
         """The checks of `rule` that this run exercised (sent at least one request for)."""
         return [c for c in self.checks.values() if (c.runs or c.findings) and rule.covers(c.id)]

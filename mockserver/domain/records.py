@@ -37,19 +37,32 @@ class Record:
         updated_at: int,
         created_by: str,
     ) -> None:
+        created = format_timestamp(created_at)
+        # A new record's two times are the same: format once.
+        updated = created if updated_at == created_at else format_timestamp(updated_at)
+        self._fill(id, object_id, values, created_at, updated_at, created_by, created, updated)
+        _remember(self, values)  # a write's index updates read them next
+
+    def _fill(
+        self,
+        id: str,
+        object_id: str,
+        values: dict[str, Any],
+        created_at: int,
+        updated_at: int,
+        created_by: str,
+        created_text: str,
+        updated_text: str,
+    ) -> None:
         self.id = id
         self.object_id = object_id
         self.created_at = created_at
         self.updated_at = updated_at
         self.created_by = created_by
-        created = format_timestamp(created_at)
-        # A new record's two times are the same: format once.
-        updated = created if updated_at == created_at else format_timestamp(updated_at)
         #: The record as the API serves it, encoded once when the record is made: a read sends
         #: these bytes as they are. Encoding on each read cost more than anything else in a
         #: page of 25, mostly in cache misses.
-        self.json: bytes = encode(id, object_id, values, created, updated, created_by)
-        _remember(self, values)  # a write's index updates read them next
+        self.json: bytes = encode(id, object_id, values, created_text, updated_text, created_by)
 
     @classmethod
     def loaded(
@@ -66,12 +79,7 @@ class Record:
         """A record as the fixture loader makes it: `created_text` and `updated_text` are the two
         times as `format_timestamp` writes them (the loader has them already)."""
         rec = cls.__new__(cls)
-        rec.id = id
-        rec.object_id = object_id
-        rec.created_at = created_at
-        rec.updated_at = updated_at
-        rec.created_by = created_by
-        rec.json = encode(id, object_id, values, created_text, updated_text, created_by)
+        rec._fill(id, object_id, values, created_at, updated_at, created_by, created_text, updated_text)
         return rec
 
     @property

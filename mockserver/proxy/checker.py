@@ -54,11 +54,11 @@ class State:
 
     @property
     def deviations(self) -> int:
-        return sum(len(c.findings) for c in self.server.checks.values())
+        return self.server.finding_count
 
     @property
     def mistakes(self) -> int:
-        return sum(len(c.findings) for c in self.client.checks.values())
+        return self.client.finding_count
 
 
 class Checker:
