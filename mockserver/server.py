@@ -25,6 +25,7 @@ from .domain.tenants import DEFAULT
 from .http.control import invoke
 from .http.faults import ConnectionDrops
 from .http.gate import TenantRegistry
+from .wire import OneWriteProtocol
 
 DEFAULT_API_KEY = "kantos_admin_local_key"
 T = TypeVar("T")
@@ -60,7 +61,7 @@ def uvicorn_config(app: Starlette, **overrides: Any) -> uvicorn.Config:
         "access_log": False,
         "lifespan": "off",
         "loop": "auto",
-        "http": "auto",
+        "http": OneWriteProtocol,  # uvicorn's httptools protocol, one write per response
         "interface": "asgi3",
         "timeout_graceful_shutdown": 2,
     }
