@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import http.client
+import json
 import socket
 import threading
 import time
@@ -299,3 +300,62 @@ def test_requests_over_a_socket_leave_no_reference_cycles(mock: MockServer) -> N
     assert statuses == {200, 404}
     # A cycle per request is several objects each: thousands in all. Allow the odd one elsewhere.
     assert unreachable < 100, f"{unreachable} objects were left in reference cycles by 300 requests"
+
+
+def test_writes_errors_and_new_connections_leave_no_reference_cycles(mock: MockServer) -> None:
+    """`kantos-mock serve` freezes what survives each collection (cli._freeze_survivors): that
+    is safe only while nothing a request makes needs the collector to be freed. So every kind of
+    exchange is counted here: creates, updates, deletes, each kind of error, and a connection
+    per request."""
+    url = httpx.URL(mock.url)
+    key = {"X-Api-Key": mock.api_key}
+    body = {**key, "Content-Type": "application/json"}
+
+    Conn = http.client.HTTPConnection
+
+    def call(conn: Conn, method: str, path: str, payload: str | None, h: dict[str, str]) -> int:
+        conn.request(method, path, body=payload, headers=h)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    def kinds(conn: Conn, i: int) -> list[int]:
+        email = f"cycle{i}@example.com"
+        values = {"name": f"Cycle {i}", "email": email}
+        created = json.dumps({"object_id": "obj_contacts", "field_values": values})
+        statuses = [call(conn, "POST", "/api/crm/record", created, body)]
+        conn.request("GET", f"/api/crm/records/query?object_id=obj_contacts&email={email}", headers=key)
+        rid = json.loads(conn.getresponse().read())["data"][0]["id"]
+        bad_type = '{"object_id":"obj_contacts","field_values":{"name":5}}'
+        statuses += [
+            call(conn, "PATCH", f"/api/crm/record/{rid}", '{"field_values":{"notes":"n"}}', body),
+            call(conn, "POST", "/api/crm/record", bad_type, body),
+            call(conn, "POST", "/api/crm/record", "{", body),
+            call(conn, "GET", "/api/crm/records/query?object_id=obj_contacts&per_page=500", None, key),
+            call(conn, "GET", "/api/crm/objects", None, {}),
+            call(conn, "DELETE", f"/api/crm/record/{rid}", None, key),
+        ]
+        return statuses
+
+    def fresh(i: int) -> list[int]:
+        conn = http.client.HTTPConnection(url.host, url.port)
+        try:
+            return [call(conn, "GET", f"/api/crm/record/rec_{i}", None, key)]
+        finally:
+            conn.close()
+
+    conn = http.client.HTTPConnection(url.host, url.port)
+    try:
+        kinds(conn, 0)  # first-use work
+        fresh(0)
+        gc.collect()
+        gc.disable()
+        try:
+            statuses = {s for i in range(1, 41) for s in kinds(conn, i) + fresh(i)}
+            unreachable = gc.collect()
+        finally:
+            gc.enable()
+    finally:
+        conn.close()
+    assert statuses == {201, 200, 422, 400, 401, 204, 404}
+    assert unreachable < 100, f"{unreachable} objects were left in reference cycles by 320 exchanges"
