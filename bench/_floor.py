@@ -5,7 +5,8 @@ where `bench/http.py` would shadow the standard library's `http`): DIR holds `re
 record, as `GET /api/crm/record/{id}` returns it) and `page.json` (a page of 25, as the records query
 returns it). No auth, no validation, no state: what is left is Starlette's routing and uvicorn with
 the same settings as the mock (one worker, httptools, access log off, the socket made by the mock's
-own `bind()`), on the event loop given by `--loop` (uvloop by default).
+own `bind()`), on the event loop given by `--loop` (uvloop by default). `--http wire` serves with the
+mock's own protocol (`mockserver/wire.py`: one write per response); the default is stock uvicorn's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mockserver.server import bind
+from mockserver.wire import OneWriteProtocol
 
 OBJECTS = b'{"data":[]}'
 
@@ -53,12 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--bodies", type=Path, required=True, help="folder with record.json and page.json")
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio", "auto"])
+    ap.add_argument("--http", default="httptools", choices=["httptools", "wire"])
     args = ap.parse_args(argv)
     app = create_app((args.bodies / "record.json").read_bytes(), (args.bodies / "page.json").read_bytes())
     config = uvicorn.Config(
         app,
         loop=args.loop,
-        http="httptools",
+        http=OneWriteProtocol if args.http == "wire" else "httptools",
         workers=1,
         log_level="warning",
         access_log=False,

@@ -938,6 +938,13 @@ def main(argv: list[str] | None = None) -> int:
         help="wrk when installed (auto), or the built-in asyncio client",
     )
     ap.add_argument("--floor-loop", choices=["uvloop", "asyncio"], default="uvloop")
+    ap.add_argument(
+        "--floor-http",
+        choices=["httptools", "wire"],
+        default="httptools",
+        help="the floor's HTTP protocol: uvicorn's own (httptools, the targets' floor), or the mock's "
+        "(wire: mockserver/wire.py, one write per response)",
+    )
     ap.add_argument("--seed", type=int, default=SEED)
     args = ap.parse_args(argv)
     duration = args.duration or (1.0 if args.quick else 5.0)
@@ -992,7 +999,7 @@ def main(argv: list[str] | None = None) -> int:
             startup["bundled"] = startup_times(None, startup_reps)
             startup["generated"] = startup_times(data.fixtures, startup_reps)
 
-        specs = server_specs(wanted, data, args.floor_loop, say)
+        specs = server_specs(wanted, data, args.floor_loop, args.floor_http, say)
         measured = Measured(servers=specs)
         totals: dict[str, dict[str, tuple[int | None, list[str]]]] = {}
         with contextlib.ExitStack() as stack:
@@ -1043,14 +1050,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def server_specs(
-    wanted: set[str], data: Dataset, floor_loop: str, log: Callable[[str], None]
+    wanted: set[str], data: Dataset, floor_loop: str, floor_http: str, log: Callable[[str], None]
 ) -> list[ServerSpec]:
     specs = []
     if "floor" in wanted:
         specs.append(
             ServerSpec(
                 "floor",
-                "floor (bare Starlette)",
+                "floor (bare Starlette)" if floor_http == "httptools" else "floor (Starlette, wire)",
                 Dialect(),
                 lambda port: [
                     sys.executable,
@@ -1062,6 +1069,8 @@ def server_specs(
                     str(data.bodies),
                     "--loop",
                     floor_loop,
+                    "--http",
+                    floor_http,
                 ],
                 lambda d: "/api/crm/objects",
             )
