@@ -281,7 +281,7 @@ def over_http(
     data: Data, gen: Any, floor: Any, duration: float, warmup: float, work: Path, say: Callable[[str], None]
 ) -> OverHttp:
     ds = data.dataset
-    spec = H.server_specs({"mock"}, ds, "uvloop", say)[0]
+    spec = H.server_specs({"mock"}, ds, "uvloop", "httptools", say)[0]
     with H.running(spec, ds, work) as run:
         out = OverHttp(run.startup_s, None)
         say(f"  over HTTP: kantos-mock serve answered in {run.startup_s:.1f} s")
@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         gen = H.Wrk(wrk, work / "bench.lua", 16, threads=1) if wrk else H.AsyncioClient(16)
         say(f"load generator: {gen.describe()}; {duration:g} s per scenario after {warmup:g} s of warm-up")
         floor_data = write_fixtures(100, args.seed, work / "floor-data")
-        floor_spec = H.server_specs({"floor"}, floor_data.dataset, "uvloop", say)[0]
+        floor_spec = H.server_specs({"floor"}, floor_data.dataset, "uvloop", "httptools", say)[0]
         with H.running(floor_spec, floor_data.dataset, work) as floor:
             for n in sizes:
                 say(f"\n== {n:,} contacts")
