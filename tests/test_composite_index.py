@@ -1,12 +1,13 @@
 """`index.CompositeIndex` against sorting by hand, while records come and go.
 
-A composite index keeps, per combination of exact keys, a sorted list of entries (a bare entry for
-a group of one), and for groups of `ARRAY_MIN` entries or more whose keys floats hold exactly, the
-keys again in an array that bisections read. The query-engine properties reach it through
+A composite index keeps, per combination of exact keys, its entries in order in chunks of about
+`CHUNK` (a bare entry for a group of one), and for groups of `ARRAY_MIN` entries or more whose keys
+floats hold exactly, the keys again in arrays that bisections read. The query-engine properties reach it through
 `Backend`, but their values seldom sit exactly on a range's bound, where a bisection that is off by
 one shows. Here values and bounds come from one small pool (with 2**53 and 2**53 + 1, which are the
-same float), groups grow and shrink through one, two and many entries, and `ARRAY_MIN` is the
-served one or 2, so that small groups take the array path too.
+same float), groups grow and shrink through one, two and many entries, `ARRAY_MIN` is the served
+one or 2, so that small groups take the array path too, and `CHUNK` is the served one or 4, so
+that groups are cut into chunks, and chunks split and join, as writes come.
 """
 
 from __future__ import annotations
@@ -92,17 +93,21 @@ def by_hand(
     return ordered[offset : offset + limit], len(ordered)
 
 
-@pytest.mark.parametrize("array_min", [index.ARRAY_MIN, 2], ids=["as-served", "arrays-from-2-entries"])
-@settings(max_examples=150, deadline=None)
+@pytest.mark.parametrize(
+    ("array_min", "chunk"),
+    [(index.ARRAY_MIN, index.CHUNK), (2, index.CHUNK), (index.ARRAY_MIN, 4), (2, 4)],
+    ids=["as-served", "arrays-from-2-entries", "chunks-of-4", "arrays-and-chunks-of-4"],
+)
+@settings(max_examples=60, deadline=None)
 @given(initial=st.lists(values_st, max_size=12), writes=st.lists(write_st, min_size=10, max_size=40))
 def test_pages_and_counts_agree_with_sorting_by_hand(
-    array_min: int, initial: list[tuple[str | None, Any]], writes: list[tuple[Any, ...]]
+    array_min: int, chunk: int, initial: list[tuple[str | None, Any]], writes: list[tuple[Any, ...]]
 ) -> None:
     obj = make_object()
     s_spec, n_spec = key_spec(obj, "s"), key_spec(obj, "n")
     assert s_spec is not None and n_spec is not None
     records = {r.id: r for r in (record(i, s, n) for i, (s, n) in enumerate(initial))}
-    with patch.object(index, "ARRAY_MIN", array_min):
+    with patch.object(index, "ARRAY_MIN", array_min), patch.object(index, "CHUNK", chunk):
         idx = CompositeIndex((s_spec,), n_spec, records.values())
         check(idx, records)
         for made, (kind, arg) in enumerate(writes, start=len(initial)):
@@ -118,7 +123,10 @@ def test_pages_and_counts_agree_with_sorting_by_hand(
 
 def check(idx: CompositeIndex, records: dict[str, Record]) -> None:
     """Every group, every bound of the pool, both orders: the whole ordering, a page cut inside
-    it, the count, and the matcher."""
+    it, the count, and the matcher; and each group's chunks as they should be."""
+    for held in idx.values.values():
+        if isinstance(held, index._Run):
+            check_run(held)
     for rank, stage in enumerate(STAGES):
         for bounds in BOUNDS:
             match = idx.matcher(((rank,),), bounds)
@@ -128,3 +136,55 @@ def check(idx: CompositeIndex, records: dict[str, Record]) -> None:
                 assert idx.page((rank,), bounds, desc, 1, 2) == (ordered[1:3], total), (stage, bounds, desc)
             assert idx.count(((rank,),), bounds) == total
             assert sum(match(rid) for rid in records) == total
+
+
+def check_run(run: index._Run) -> None:
+    """A group's chunks: none empty, none past twice `CHUNK`, their entries in order, and what
+    bisections read (last entries, keys, last keys, starts) saying the same as the entries."""
+    assert run.chunks and all(run.chunks) and all(len(c) <= 2 * index.CHUNK for c in run.chunks)
+    entries = [entry for chunk in run.chunks for entry in chunk]
+    assert entries == sorted(entries) and run.n == len(entries) >= 2
+    assert run.maxes == [chunk[-1] for chunk in run.chunks]
+    if run.nums is not None:
+        assert [list(keys) for keys in run.nums] == [[e[0] for e in chunk] for chunk in run.chunks]
+        assert run.nmaxes is not None and list(run.nmaxes) == [chunk[-1][0] for chunk in run.chunks]
+    starts = run._starts()
+    assert starts == [sum(map(len, run.chunks[:k])) for k in range(len(run.chunks))]
+    assert all(run[k : k + 3] == entries[k : k + 3] for k in range(len(entries)))
+
+
+def test_a_large_group_is_cut_into_chunks_that_split_and_join_as_writes_come() -> None:
+    """The served `CHUNK`: 5,000 records in one group make several chunks; removing most of them
+    joins chunks again; every page still agrees with sorting by hand."""
+    obj = make_object()
+    s_spec, n_spec = key_spec(obj, "s"), key_spec(obj, "n")
+    assert s_spec is not None and n_spec is not None
+    records = {r.id: r for r in (record(i, "a", i % 97) for i in range(5_000))}
+    idx = CompositeIndex((s_spec,), n_spec, records.values())
+    run = idx.values[(0,)]
+    assert isinstance(run, index._Run)
+    first = len(run.chunks)
+    assert first == -(-5_000 // index.CHUNK)
+    for i in range(5_000, 15_000):  # inserts spread over every chunk: each grows past 2 * CHUNK
+        rec = record(i, "a", i % 89)
+        records[rec.id] = rec
+        idx.add(rec)
+    check_run(run)
+    assert len(run.chunks) >= 2 * first and run.nums is not None
+    pages_agree(idx, records)
+    for rid in sorted(records)[:14_900]:
+        idx.remove(records.pop(rid))
+    check_run(run)
+    assert len(run.chunks) == 1
+    pages_agree(idx, records)
+
+
+def pages_agree(idx: CompositeIndex, records: dict[str, Record]) -> None:
+    """Pages at the start, inside and across chunks, in both orders, with and without bounds."""
+    for bounds in [None, (10, True, 50, False), (30, False, 88, True), (60, True, None, True)]:
+        total = idx.count(((0,),), bounds)
+        assert total == by_hand(records, "a", bounds, False, 0, 0)[1]
+        for desc in (False, True):
+            for offset in (0, 1_000, 2_040, total // 2, total - 10):
+                page = idx.page((0,), bounds, desc, offset, 25)
+                assert page == by_hand(records, "a", bounds, desc, offset, 25), (bounds, desc, offset)
