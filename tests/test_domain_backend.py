@@ -138,6 +138,25 @@ def test_update_record_merges_and_moves_updated_at(backend: Backend) -> None:
     assert format_timestamp(again.updated_at) != format_timestamp(new.updated_at)
 
 
+def test_update_record_keeps_created_at_as_written_whatever_the_values_hold(backend: Backend) -> None:
+    created = backend.get_record(ELTON).to_json()["created_at"]
+    notes = 'pasted: "created_at":"1999-01-01T00:00:00Z", "updated_at":"x"'
+    new = backend.update_record(ELTON, {"notes": notes})
+    assert new.to_json()["created_at"] == created
+    assert new.to_json()["field_values"]["notes"] == notes
+    assert backend.update_record(ELTON, {"score": 1}).to_json()["created_at"] == created
+
+
+def test_update_record_moves_a_unique_value_only_when_it_changes(backend: Backend) -> None:
+    backend.update_record(ANNA, {"notes": "email untouched"})
+    with pytest.raises(Conflict):
+        backend.create_record("obj_contacts", {"name": "Copy", "email": ANNA_EMAIL}, "user_bob")
+    backend.update_record(ANNA, {"email": "anna.new@example.org"})
+    with pytest.raises(Conflict):
+        backend.create_record("obj_contacts", {"name": "Copy", "email": "ANNA.new@example.org"}, "user_bob")
+    assert backend.create_record("obj_contacts", {"name": "Copy", "email": ANNA_EMAIL}, "user_bob")
+
+
 def test_update_record_that_fails_changes_nothing(backend: Backend) -> None:
     before = state(backend)
     with pytest.raises(ValidationFailed):

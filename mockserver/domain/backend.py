@@ -428,10 +428,12 @@ class Backend:
         self._index_unique(rec, add=False)
 
     def _replace(self, old: Record, new: Record) -> None:
-        self._index_unique(old, add=False)
         self.stores[new.object_id].replace(old, new)
         self.by_id[new.id] = new
-        self._index_unique(new, add=True)
+        old_values, new_values = old.values, new.values
+        if any(old_values.get(slug) != new_values.get(slug) for slug in self.unique[new.object_id]):
+            self._index_unique(old, add=False)
+            self._index_unique(new, add=True)
 
     def _index_unique(self, rec: Record, add: bool) -> None:
         if self._unique_borrowed:

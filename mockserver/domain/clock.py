@@ -80,6 +80,19 @@ def from_us(us: int) -> datetime:
 
 def format_timestamp(us: int) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ`, with a fraction only when there is one (milliseconds if enough)."""
+    global _last_formatted
+    if _last_formatted[0] == us:  # writes within one second share their `updated_at`
+        return _last_formatted[1]
+    text = _format(us)
+    _last_formatted = (us, text)
+    return text
+
+
+#: The last time `format_timestamp` wrote, and its text.
+_last_formatted: tuple[int, str] = (-1, "")
+
+
+def _format(us: int) -> str:
     seconds, fraction = divmod(us, 1_000_000)
     t = time.gmtime(seconds)
     base = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"

@@ -101,7 +101,18 @@ class Record:
         return orjson.loads(self.json)  # type: ignore[no-any-return]
 
     def replace(self, values: dict[str, Any], updated_at: int) -> Record:
-        return Record(self.id, self.object_id, values, self.created_at, updated_at, self.created_by)
+        """This record with new values and `updated_at` (its `created_at` text taken from its JSON)."""
+        rec = Record.__new__(Record)
+        json = self.json
+        # The last `"created_at":"` is the key's: inside a value, a quote is written `\"`.
+        start = json.rfind(b'"created_at":"') + 14
+        created = json[start : json.index(b'"', start)].decode()
+        updated = created if updated_at == self.created_at else format_timestamp(updated_at)
+        rec._fill(
+            self.id, self.object_id, values, self.created_at, updated_at, self.created_by, created, updated
+        )
+        _remember(rec, values)
+        return rec
 
 
 #: The two records whose values were asked for (or made) last, with them: `(record, values,
