@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from array import array
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
@@ -375,7 +375,10 @@ class CompositeIndex:
         self.keys: dict[str, _Entry] = {}
         #: eq keys -> the group's entries in order, or its one entry.
         self.values: dict[tuple[Any, ...], _Run | _Entry] = {}
-        self.empties: dict[tuple[Any, ...], list[str]] = {}
+        #: eq keys -> the ids of the group's records whose sort field is empty, in order (a
+        #: SortedList: a write into tens of thousands of them moves no list's tail).
+        self.empties: dict[tuple[Any, ...], SortedList] = {}
+        empties: dict[tuple[Any, ...], list[str]] = {}
         collected: dict[tuple[Any, ...], list[_Entry]] = {}
         for rec in records:
             entry = self._entry(rec, collected)
@@ -384,7 +387,7 @@ class CompositeIndex:
             self.keys[rec.id] = entry
             group = entry[2]
             if entry[0] is None:
-                self.empties.setdefault(group, []).append(rec.id)
+                empties.setdefault(group, []).append(rec.id)
                 continue
             collected.setdefault(group, []).append(entry)
         for group, entries in collected.items():
@@ -393,8 +396,8 @@ class CompositeIndex:
             else:
                 entries.sort()
                 self.values[group] = _Run(entries)
-        for ids in self.empties.values():
-            ids.sort()
+        for group, ids in empties.items():
+            self.empties[group] = SortedList(ids)
 
     def _entry(
         self, rec: Record, collected: dict[tuple[Any, ...], list[_Entry]] | None = None
@@ -433,7 +436,10 @@ class CompositeIndex:
         self.keys[entry[1]] = entry
         key, _, group = entry
         if key is None:
-            insort(self.empties.setdefault(group, []), entry[1])
+            ids = self.empties.get(group)
+            if ids is None:
+                ids = self.empties[group] = SortedList()
+            ids.add(entry[1])
             return
         held = self.values.get(group)
         if held is None:
@@ -450,7 +456,7 @@ class CompositeIndex:
         group = entry[2]
         if entry[0] is None:
             ids = self.empties[group]
-            del ids[bisect_left(ids, rec.id)]
+            ids.remove(rec.id)
             if not ids:
                 del self.empties[group]
             return
