@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -358,7 +359,7 @@ class Backend:
         self._check_unique(obj, merged, old.id)
         # Whole seconds, unless that would not move `updated_at` forward: then 1 ms past it.
         new = old.replace(merged, max(whole_seconds(self.clock.now_us()), old.updated_at + 1000))
-        self._replace(old, new)
+        self._replace(old, new, {*field_values, "updated_at"})
         self._undo.append((Backend._replace, self, new, old))
         self.webhooks.emit("record.updated", new.to_json)
         return new
@@ -427,8 +428,8 @@ class Backend:
         del self.by_id[rec.id]
         self._index_unique(rec, add=False)
 
-    def _replace(self, old: Record, new: Record) -> None:
-        self.stores[new.object_id].replace(old, new)
+    def _replace(self, old: Record, new: Record, touched: AbstractSet[str] | None = None) -> None:
+        self.stores[new.object_id].replace(old, new, touched)
         self.by_id[new.id] = new
         old_values, new_values = old.values, new.values
         if any(old_values.get(slug) != new_values.get(slug) for slug in self.unique[new.object_id]):

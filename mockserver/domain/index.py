@@ -13,6 +13,7 @@ import itertools
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from operator import itemgetter
 from typing import Any
 
@@ -292,16 +293,26 @@ class _Run:
             return self.n
         return self._starts()[i] + cut(nums[i], key)
 
-    def _chunk_of(self, entry: _Entry) -> int:
-        """The chunk that holds (or would hold) this entry."""
-        if len(self.chunks) == 1:
-            return 0
-        return min(bisect_left(self.maxes, entry), len(self.chunks) - 1)
+    def _locate(self, entry: _Entry) -> tuple[int, int]:
+        """The chunk that holds (or would hold) this entry, and its position there. With arrays
+        of keys, the bisections read those, and compare entries only among equal keys."""
+        chunks, nums, nmaxes = self.chunks, self.nums, self.nmaxes
+        last = len(chunks) - 1
+        if nums is None or nmaxes is None:
+            i = 0 if not last else min(bisect_left(self.maxes, entry), last)
+            return i, bisect_left(chunks[i], entry)
+        key = entry[0]
+        i = 0 if not last else min(bisect_left(nmaxes, key), last)
+        if i < last and nmaxes[i] == key and self.maxes[i] < entry:  # equal keys run on
+            i = min(bisect_left(self.maxes, entry, i), last)
+        keys = nums[i]
+        lo = bisect_left(keys, key)
+        hi = bisect_right(keys, key, lo)
+        return i, lo if lo == hi else bisect_left(chunks[i], entry, lo, hi)
 
     def insert(self, entry: _Entry) -> None:
-        i = self._chunk_of(entry)
+        i, at = self._locate(entry)
         chunk = self.chunks[i]
-        at = bisect_left(chunk, entry)
         chunk.insert(at, entry)
         self.n += 1
         self.starts = None
@@ -323,9 +334,8 @@ class _Run:
 
     def remove(self, entry: _Entry) -> None:
         """Take out an entry the run holds."""
-        i = self._chunk_of(entry)
+        i, at = self._locate(entry)
         chunk = self.chunks[i]
-        at = bisect_left(chunk, entry)
         del chunk[at]
         self.n -= 1
         self.starts = None
@@ -370,6 +380,8 @@ class CompositeIndex:
     def __init__(self, eq: tuple[KeySpec, ...], sort: KeySpec, records: Iterable[Record]) -> None:
         self.eq = eq
         self.sort = sort
+        #: The fields it groups and orders by.
+        self.slugs = frozenset([spec.slug for spec in eq] + [sort.slug])
         #: id -> its entry: `(sort_key, id, eq_keys)`, or `(None, id, eq_keys)` when the sort
         #: field is empty (sort keys are never None).
         self.keys: dict[str, _Entry] = {}
@@ -629,14 +641,20 @@ class ObjectStore:
         for comp in self.composites.values():
             comp.remove(rec)
 
-    def replace(self, old: Record, new: Record) -> None:
+    def replace(self, old: Record, new: Record, touched: AbstractSet[str] | None = None) -> None:
+        """`new` in place of `old`. `touched`: the fields the write set (and `updated_at`); an
+        index of none of them keeps its keys and is not looked at. None: look at every index."""
         self.records[new.id] = new
-        for idx in self.indexes.values():
+        for slug, idx in self.indexes.items():
+            if touched is not None and slug not in touched:
+                continue
             get = idx.spec.get
             if get(old) != get(new):
                 idx.remove(old)
                 idx.add(new)
         for comp in self.composites.values():
+            if touched is not None and comp.slugs.isdisjoint(touched):
+                continue
             entry = comp._entry(new)
             if entry is not None and comp.keys.get(new.id) == entry:
                 continue  # the fields it orders and groups by kept their keys: nothing moves
