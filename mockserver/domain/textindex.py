@@ -23,7 +23,7 @@ non-ASCII text, because pieces are cut from the folded value, never folded one b
 from __future__ import annotations
 
 from array import array
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import compress, repeat
@@ -120,7 +120,7 @@ class TextIndex:
         self.tables: tuple[dict[str, Posting], ...] = ({}, {}, {})
         #: per table, piece -> dead values still in its posting; holders past each value's first.
         self.dead: tuple[dict[str, int], ...] = ({}, {}, {})
-        self.extra: tuple[dict[str, int], ...] = ({}, {}, {})
+        self.extra: tuple[Counter[str], ...] = (Counter(), Counter(), Counter())
         self.n_dead = 0
         value_of, vid_of, values, holders, sizes = (
             self.value_of,
@@ -209,8 +209,7 @@ class TextIndex:
             held.append(rid)
         self.sizes[vid] += 1
         for extra, pieces in zip(self.extra, _pieces(value), strict=True):
-            for piece in pieces:
-                extra[piece] = extra.get(piece, 0) + 1
+            extra.update(pieces)  # counted in C
 
     def remove(self, rid: str) -> None:
         value = self.value_of.pop(rid, None)
