@@ -516,7 +516,9 @@ class _Upstream(asyncio.Protocol):
         self.fwd = fwd
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.exchange: _Exchange | None = None
-        self.parser: Any = None
+        # One parser for the connection's answers: an answer given back for reuse ended cleanly,
+        # so the next one starts where it left off (and a parser is dear to make).
+        self.parser: Any = httptools.HttpResponseParser(self)
         self.reused = False
         self.dead = False
         self.got = False  # any byte of the answer arrived
@@ -532,7 +534,6 @@ class _Upstream(asyncio.Protocol):
 
     def start(self, ex: _Exchange) -> None:
         self.exchange = ex
-        self.parser = httptools.HttpResponseParser(self)
         self.got = self.interim = self.complete = self.length_known = self.close = False
         self.headers = []
         ex.send_on(self)
