@@ -452,10 +452,11 @@ def test_an_upstream_that_does_not_answer_is_a_502_in_the_kantos_shape() -> None
     assert any("did not answer" in p for p in proxy.server_report.problems), proxy.render()
 
 
+@pytest.mark.parametrize("cap", ["MAX_BACKLOG", "MAX_BACKLOG_BYTES"])
 def test_exchanges_past_the_backlog_cap_go_through_unchecked_and_are_counted(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, cap: str
 ) -> None:
-    monkeypatch.setattr(checker, "MAX_BACKLOG", 0)  # every exchange finds the backlog full
+    monkeypatch.setattr(checker, cap, 0)  # every exchange finds the backlog full
     with (
         MockServer(seed=2) as mock,
         ValidationProxy(mock.url) as proxy,
