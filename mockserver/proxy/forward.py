@@ -511,8 +511,8 @@ class _Upstream(asyncio.Protocol):
         self.fwd = fwd
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.exchange: _Exchange | None = None
-        # One parser for the connection's answers: an answer given back for reuse ended cleanly,
-        # so the next one starts where it left off (and a parser is dear to make).
+        # One parser for the connection's answers, not one per answer: a connection is given back
+        # for reuse only after an answer that ended cleanly, so the next starts where it left off.
         self.parser: Any = httptools.HttpResponseParser(self)
         self.reused = False
         self.dead = False
