@@ -20,6 +20,8 @@ def test_bench_proxy_prints_direct_and_proxy_side_by_side() -> None:
             "40",
             "--seconds",
             "1",
+            "--rounds",
+            "1",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -37,5 +39,9 @@ def test_bench_proxy_prints_direct_and_proxy_side_by_side() -> None:
     assert all(float(v) >= 0 for v in rows["direct"] + rows["proxy"])
     assert "a page of 25 records" in run.stdout
     assert any(line.startswith("p50 added ") for line in lines)
+    # With wrk: the round's figures, and the verdict on the median of the rounds.
+    if any(line.startswith("req/s with wrk") for line in lines):
+        assert any(line.strip().startswith("round 1: direct ") for line in lines)
+        assert any("median of 1 round(s)" in line for line in lines)
     # Every exchange the bench sent went through the checks, and the mock showed no deviation.
     assert "0 deviation(s)" in run.stdout

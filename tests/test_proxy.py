@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -451,10 +452,11 @@ def test_an_upstream_that_does_not_answer_is_a_502_in_the_kantos_shape() -> None
     assert any("did not answer" in p for p in proxy.server_report.problems), proxy.render()
 
 
+@pytest.mark.parametrize("cap", ["MAX_BACKLOG", "MAX_BACKLOG_BYTES"])
 def test_exchanges_past_the_backlog_cap_go_through_unchecked_and_are_counted(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, cap: str
 ) -> None:
-    monkeypatch.setattr(checker, "MAX_BACKLOG", 0)  # every exchange finds the backlog full
+    monkeypatch.setattr(checker, cap, 0)  # every exchange finds the backlog full
     with (
         MockServer(seed=2) as mock,
         ValidationProxy(mock.url) as proxy,
@@ -465,6 +467,38 @@ def test_exchanges_past_the_backlog_cap_go_through_unchecked_and_are_counted(
     assert statuses == [200, 400]  # forwarded all the same
     assert (proxy.exchanges, proxy.state.unchecked, proxy.mistakes) == (0, 2, 0)
     assert "2 exchange(s) went through unchecked" in proxy.render()
+
+
+def test_the_checks_yield_the_cpu_while_traffic_flows_and_are_lifted_while_waited_for() -> None:
+    with MockServer(seed=2) as mock, ValidationProxy(mock.url) as proxy:
+        assert proxy.checker is not None
+        chk = proxy.checker
+        if not chk._liftable:
+            pytest.skip("this process may not lift a priority back (needs CAP_SYS_NICE or RLIMIT_NICE >= 20)")
+        pid = chk._proc.pid
+        # The priority each batch went to the checks at, and the questions in it.
+        sent: list[tuple[list[str], int]] = []
+        send = chk._conn.send
+
+        def spy(batch: list[Any]) -> None:
+            sent.append(([m[0] for m in batch if len(m) == 2], os.sched_getscheduler(pid)))
+            send(batch)
+
+        chk._conn.send = spy  # type: ignore[method-assign]
+        with httpx.Client(base_url=proxy.url, headers=H) as c:
+            while not any(not questions for questions, _ in sent):  # until exchanges were sent on
+                assert c.get("/api/crm/objects").status_code == 200
+            flowing = [policy for questions, policy in sent if not questions]
+        proxy.drain()
+        assert flowing and set(flowing) == {os.SCHED_IDLE}, sent
+        # Waiting for the checks lifts them back; and so does the traffic pausing (a liveness
+        # check: the limit is far beyond the fraction of a second it takes).
+        assert [policy for questions, policy in sent if questions] == [os.SCHED_OTHER], sent
+        deadline = time.monotonic() + 30
+        while os.sched_getscheduler(pid) != os.SCHED_OTHER and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+        assert proxy.exchanges >= 1 and proxy.deviations == 0
 
 
 # --- in front of broken servers -------------------------------------------------------------------

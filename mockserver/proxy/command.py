@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 import sys
@@ -59,6 +60,9 @@ def run_from_args(ns: argparse.Namespace) -> int:
         return 2
     url = base_url(sock)
     fwd = Forwarder(ns.upstream, checker.submit)
+    # What start-up built (the spec loaded above, the modules) lives as long as the process: the
+    # collector, run often by the forwarding's short-lived objects, need not walk it again.
+    gc.freeze()
     loop = new_loop()
     stop = asyncio.Event()
 

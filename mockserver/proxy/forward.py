@@ -382,18 +382,13 @@ class _Exchange:
 
     # --- the answer -------------------------------------------------------------------------------
 
-    def response_head(self, status: int, reason: bytes, headers: Headers) -> None:
+    def response_head(self, status: int, reason: bytes, kept: Headers, has_length: bool) -> None:
+        """The answer's head: `kept` is its headers bar hop-by-hop ones, `has_length` whether a
+        Content-Length is among them."""
         self.status = status
-        has_length = False
+        self.kept = kept
         out = [b"HTTP/1.1 %d %b\r\n" % (status, reason)]
-        kept = self.kept
-        for name, value in headers:
-            low = name.lower()
-            if low in HOP_BY_HOP:
-                continue
-            if low == b"content-length":
-                has_length = True
-            kept.append((name, value))
+        for name, value in kept:
             out += (name, b": ", value, b"\r\n")
         bodiless = self.method == "HEAD" or status in (204, 304)
         if not has_length and not bodiless:
@@ -516,7 +511,9 @@ class _Upstream(asyncio.Protocol):
         self.fwd = fwd
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.exchange: _Exchange | None = None
-        self.parser: Any = None
+        # One parser for the connection's answers, not one per answer: a connection is given back
+        # for reuse only after an answer that ended cleanly, so the next starts where it left off.
+        self.parser: Any = httptools.HttpResponseParser(self)
         self.reused = False
         self.dead = False
         self.got = False  # any byte of the answer arrived
@@ -525,6 +522,7 @@ class _Upstream(asyncio.Protocol):
         self.reason = b""
         self.headers: Headers = []
         self.length_known = False  # Content-Length or Transfer-Encoding
+        self.content_length = False
         self.close = False  # Connection: close
 
     def usable(self) -> bool:
@@ -532,8 +530,8 @@ class _Upstream(asyncio.Protocol):
 
     def start(self, ex: _Exchange) -> None:
         self.exchange = ex
-        self.parser = httptools.HttpResponseParser(self)
-        self.got = self.interim = self.complete = self.length_known = self.close = False
+        self.got = self.interim = self.complete = self.length_known = self.content_length = False
+        self.close = False
         self.headers = []
         ex.send_on(self)
         if ex.client.paused:
@@ -606,23 +604,28 @@ class _Upstream(asyncio.Protocol):
         self.reason = reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        # Hop-by-hop headers are read here and left out of what goes on to the client.
         low = name.lower()
-        if low == b"content-length" or low == b"transfer-encoding":
-            self.length_known = True
-        elif low == b"connection" and b"close" in value.lower():
-            self.close = True
+        if low in HOP_BY_HOP:
+            if low == b"transfer-encoding":
+                self.length_known = True
+            elif low == b"connection" and b"close" in value.lower():
+                self.close = True
+            return
+        if low == b"content-length":
+            self.length_known = self.content_length = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # an interim answer (100 Continue, 103): the final one follows
             self.interim = True
             self.headers = []
-            self.length_known = self.close = False
+            self.length_known = self.content_length = self.close = False
             return
         ex = self.exchange
         assert ex is not None
-        ex.response_head(status, self.reason, self.headers)
+        ex.response_head(status, self.reason, self.headers, self.content_length)
         if ex.method == "HEAD":
             self.complete = True  # no body follows, whatever Content-Length says
 
