@@ -2,12 +2,13 @@
 
 A composite index keeps, per combination of exact keys, its entries in order in chunks of about
 `CHUNK` (a bare entry for a group of one), and for groups of `ARRAY_MIN` entries or more whose keys
-floats hold exactly, the keys again in arrays that bisections read. The query-engine properties reach it through
-`Backend`, but their values seldom sit exactly on a range's bound, where a bisection that is off by
-one shows. Here values and bounds come from one small pool (with 2**53 and 2**53 + 1, which are the
-same float), groups grow and shrink through one, two and many entries, `ARRAY_MIN` is the served
-one or 2, so that small groups take the array path too, and `CHUNK` is the served one or 4, so
-that groups are cut into chunks, and chunks split and join, as writes come.
+floats hold exactly, the keys again in arrays that bisections read. The query-engine properties
+reach it through `Backend`, but their values seldom sit exactly on a range's bound, where a
+bisection that is off by one shows. Here values and bounds come from one small pool (with 2**53
+and 2**53 + 1, which are the same float), groups grow and shrink through one, two and many
+entries, `ARRAY_MIN` is the served one or 2, so that small groups take the array path too, and
+`CHUNK` is the served one or 4, so that groups are cut into chunks, and chunks split and join, as
+writes come.
 """
 
 from __future__ import annotations
