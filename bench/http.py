@@ -403,11 +403,11 @@ def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, dict[str, str]
         conn.close()
 
 
-def send(port: int, req: Req, token: str) -> tuple[int, dict[str, str], bytes]:
+def send(port: int, req: Req, token: str, timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
     import http.client
 
     method, path, body = req
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         headers = {"X-Api-Key": API_KEY}
         payload = body.replace("{n}", token).encode() if body else None
@@ -892,9 +892,12 @@ def startup_times(fixtures: Path | None, reps: int) -> list[float]:
     return times
 
 
-def precheck(run: Running, scenario: Scenario, req: Req) -> tuple[str, int | None, list[str]]:
-    """Send one request as the load will; return a summary, the total matched and the ids returned."""
-    status, headers, body = send(run.port, req, f"check{run.spec.name.replace('.', '')}")
+def precheck(
+    run: Running, scenario: Scenario, req: Req, timeout: float = 30
+) -> tuple[str, int | None, list[str]]:
+    """Send one request as the load will; return a summary, the total matched and the ids returned.
+    The first request of a kind may build an index: `timeout` allows for it."""
+    status, headers, body = send(run.port, req, f"check{run.spec.name.replace('.', '')}", timeout)
     if status >= 400:
         raise RuntimeError(f"{run.spec.label} answered {status} to {req[0]} {req[1]}: {body[:300]!r}")
     if scenario.key not in ("query", "contains"):

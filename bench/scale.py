@@ -14,7 +14,10 @@ a smoke run on small sizes. For each size, one run:
 3. over HTTP: `kantos-mock serve --fixtures DIR` from spawn to the first 200 (start-up), then wrk
    (bench/http.py's runner: 16 connections, each request different) on GET one record, the page-3
    query, the random `$contains` and POST, each right next to the bare-Starlette floor
-   (bench/_floor.py) on the same endpoint; the server's RSS after the run, with its indexes built.
+   (bench/_floor.py) on the same endpoint; then GET and the page-3 query again over 1 connection
+   (their p50 is the answer's own time: with 16 connections it is mostly time queued behind the
+   other 15, so the 1.5x targets are judged on 1 connection); the server's RSS after the run, with
+   its indexes built.
 It prints a table per size and one across sizes, judges the targets, and writes the curve as a PNG
 (`--plot`, default docs/images/bench-scale.png, which the docs site shows).
 
@@ -75,6 +78,8 @@ def _load(name: str, file: str) -> ModuleType:
 H = _load("kantos_bench_http", "http.py")
 SCENARIOS = {s.key: s for s in H.SCENARIOS if s.key in ("get", "query", "contains", "post")}
 LABELS = {"get": "GET one record", "query": "page-3 query", "contains": "random $contains", "post": "POST"}
+#: Run again over 1 connection: the reads the 1.5x targets judge.
+SINGLE = ("get", "query")
 
 
 # --- the data ------------------------------------------------------------------------------------
@@ -275,10 +280,18 @@ class OverHttp:
     rss: float | None
     mock: dict[str, Any] = field(default_factory=dict)  # key -> bench/http.py's Result
     floor: dict[str, Any] = field(default_factory=dict)
+    single: dict[str, Any] = field(default_factory=dict)  # the mock over 1 connection: SINGLE's keys
 
 
 def over_http(
-    data: Data, gen: Any, floor: Any, duration: float, warmup: float, work: Path, say: Callable[[str], None]
+    data: Data,
+    gen: Any,
+    gen1: Any,
+    floor: Any,
+    duration: float,
+    warmup: float,
+    work: Path,
+    say: Callable[[str], None],
 ) -> OverHttp:
     ds = data.dataset
     spec = H.server_specs({"mock"}, ds, "uvloop", "httptools", say)[0]
@@ -289,7 +302,9 @@ def over_http(
             for name, server, into in (("mock", run, out.mock), ("floor", floor, out.floor)):
                 reqs_file = work / f"{name}-{key}-{ds.n}.txt"
                 reqs = H.write_requests(reqs_file, H.Dialect(), scenario, ds.ids)
-                H.precheck(server, scenario, reqs[0])
+                # (at 1,000,000 contacts the first $contains builds the text index: 30 s and more
+                # on a busy machine)
+                H.precheck(server, scenario, reqs[0], timeout=600)
                 tag = f"n{ds.n}k{k}{name[0]}"
                 gen.run(server.port, reqs_file, reqs, warmup, f"{tag}w", 0)
                 server.drain()
@@ -302,6 +317,14 @@ def over_http(
                 f"    {LABELS[key]:<18} mock {m.rps:>7,.0f} req/s p50 {m.p50_ms:6.2f} ms  |  floor "
                 f"{f.rps:>7,.0f} req/s p50 {f.p50_ms:6.2f} ms  ({m.rps / f.rps:.0%} of the floor)"
             )
+        for k, key in enumerate(SINGLE):
+            reqs_file = work / f"mock-{key}-{ds.n}.txt"
+            reqs = H.write_requests(reqs_file, H.Dialect(), SCENARIOS[key], ds.ids)
+            tag = f"n{ds.n}k{k}s"
+            gen1.run(run.port, reqs_file, reqs, warmup, f"{tag}w", 0)
+            out.single[key] = one = gen1.run(run.port, reqs_file, reqs, duration, f"{tag}m", 0)
+            run.drain()
+            say(f"    1 connection: {LABELS[key]:<18} mock {one.rps:>7,.0f} req/s p50 {one.p50_ms:6.2f} ms")
         out.rss = H.rss_mb(run.proc.pid)
     return out
 
@@ -342,6 +365,8 @@ def report(sizes: list[Size], say: Callable[[str], None]) -> int:
             f"{LABELS[key]}, HTTP ms",
             lambda s, k=key: f"{s.http.mock[k].p50_ms:.2f} / {s.http.floor[k].p50_ms:.2f}",
         )
+    for key in SINGLE:
+        row(f"{LABELS[key]}, HTTP 1 connection ms", lambda s, k=key: f"{s.http.single[k].p50_ms:.2f}")
     for key in SCENARIOS:
         row(
             f"{LABELS[key]}, HTTP % of floor req/s",
@@ -373,9 +398,11 @@ def report(sizes: list[Size], say: Callable[[str], None]) -> int:
     if mid is not None:
         for key in ("get", "query"):
             local = big.local.mock[key] / mid.local.mock[key]
-            http = big.http.mock[key].p50_ms / mid.http.mock[key].p50_ms
+            http = big.http.single[key].p50_ms / mid.http.single[key].p50_ms
             target(f"{LABELS[key]} p50, in process: x of the 100,000 figure <= 1.5", local, local <= 1.5)
-            target(f"{LABELS[key]} p50, HTTP: x of the 100,000 figure <= 1.5", http, http <= 1.5)
+            target(f"{LABELS[key]} p50, HTTP 1 connection: x of the 100,000 figure <= 1.5", http, http <= 1.5)
+            busy = big.http.mock[key].p50_ms / mid.http.mock[key].p50_ms
+            say(f"  {'(the same over 16 connections, not judged: queueing)':<64} {busy:>9.2f}")
     target(
         "random $contains p50 in process <= 5 ms", big.local.mock["contains"], big.local.mock["contains"] <= 5
     )
@@ -423,6 +450,11 @@ def plot(sizes: list[Size], path: Path) -> None:
                 "ms",
                 [
                     ("mock over HTTP", [s.http.mock[key].p50_ms for s in sizes], "o-"),
+                    *(
+                        [("mock over HTTP, 1 connection", [s.http.single[key].p50_ms for s in sizes], "d-")]
+                        if key in SINGLE
+                        else []
+                    ),
                     ("floor over HTTP", [s.http.floor[key].p50_ms for s in sizes], "o:"),
                     ("mock in process", [s.local.mock[key] for s in sizes], "s--"),
                     ("SQLite in process", [s.local.sqlite[key] for s in sizes], "^:"),
@@ -486,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kantos-bench-scale-") as tmp:
         work = Path(tmp)
         gen = H.Wrk(wrk, work / "bench.lua", 16, threads=1) if wrk else H.AsyncioClient(16)
+        gen1 = H.Wrk(wrk, work / "bench1.lua", 1, threads=1) if wrk else H.AsyncioClient(1)
         say(f"load generator: {gen.describe()}; {duration:g} s per scenario after {warmup:g} s of warm-up")
         floor_data = write_fixtures(100, args.seed, work / "floor-data")
         floor_spec = H.server_specs({"floor"}, floor_data.dataset, "uvloop", "httptools", say)[0]
@@ -502,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
                 for key in SCENARIOS:
                     mock, sql = local.mock[key], local.sqlite[key]
                     say(f"    {LABELS[key]:<18} mock {mock:8.3f} ms  |  SQLite {sql:8.3f} ms")
-                http = over_http(data, gen, floor, duration, warmup, work, say)
+                http = over_http(data, gen, gen1, floor, duration, warmup, work, say)
                 results.append(Size(n, local, http))
                 with contextlib.suppress(OSError):
                     shutil.rmtree(work / f"data-{n}")

@@ -9,6 +9,7 @@ group of ties, which `id` ascending orders in both directions.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from mockserver.domain.backend import Backend, FixtureSet
 from mockserver.domain.clock import Clock
 from mockserver.domain.errors import BadRequest, NotFound, ValidationFailed
 from mockserver.domain.ids import IdSource
-from mockserver.domain.index import ARRAY_MIN
+from mockserver.domain.index import ARRAY_MIN, FieldIndex
 from mockserver.domain.schema import FieldDef, FieldType, ObjectDef
 
 OBJ = "obj_rules"
@@ -786,3 +787,33 @@ def test_integers_past_2_to_the_53_keep_their_order_in_ranges(build_first: bool)
     assert q({"n": {"$lt": big + 1, "$gt": 0}}, "desc") == [big, big - 1, 3]
     assert q({"n": {"$lte": big + 1, "$gt": big - 1}}, "desc") == [big + 1, big]
     assert backend.query_records(OBJ, {"s": "a", "n": {"$gte": big + 1}}, "created_at").total == 2
+
+
+def test_a_text_filter_walks_the_sort_order_at_most_twice_as_far_as_an_even_spread_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lone `$contains` pages by walking the sort order when matches look dense enough: 100 of
+    1,000 records match, so page 1 (25) should come within about 250 steps. Here every match sorts
+    after the others, and the walk went on through 925 records; it now stops at twice the 250 and
+    the page comes from sorting the matches, as the same results show."""
+    backend = make_backend(make_object([("name", FieldType.TEXT, None), ("n", FieldType.NUMBER, None)]))
+    for i in range(1000):
+        backend.create_record(OBJ, {"name": f"{'late' if i >= 900 else 'early'} {i}", "n": i}, "user_a")
+    real = FieldIndex.ids_in_order
+    steps = 0
+
+    def counted(self: FieldIndex, desc: bool) -> Iterator[str]:
+        nonlocal steps
+        for rid in real(self, desc):
+            steps += 1
+            yield rid
+
+    monkeypatch.setattr(FieldIndex, "ids_in_order", counted)
+    result = backend.query_records(OBJ, {"name": {"$contains": "LATE"}}, "n", "asc", 1, 25)
+    assert [r.values["n"] for r in result.records] == list(range(900, 925))
+    assert result.total == 100
+    assert 0 < steps <= 500
+    steps = 0
+    result = backend.query_records(OBJ, {"name": {"$contains": "early"}}, "n", "asc", 3, 25)
+    assert [r.values["n"] for r in result.records] == list(range(50, 75))
+    assert steps == 75  # matches where the walk expects them: it walks

@@ -114,7 +114,11 @@ class _Loader:
         records = self._records(objects, users)
         if self.problems:
             raise FixtureError(self.problems)
-        return FixtureSet(list(objects.values()), users, keys, records, self.unique)
+        # `_FastChecks` made a map for each unique field; as the full checks do, keep the used ones.
+        unique = {
+            o: used for o, taken in self.unique.items() if (used := {s: t for s, t in taken.items() if t})
+        }
+        return FixtureSet(list(objects.values()), users, keys, records, unique)
 
     def _read(self, stem: str, top: str, required: bool = True) -> list[Any]:
         for ext in (".yaml", ".yml", ".json"):
@@ -426,21 +430,23 @@ class _Loader:
                 updated_us = created_us
         fast = self.fast.get(obj.id)
         if fast is None or fast.seen is not seen:
-            fast = self.fast[obj.id] = _FastChecks(obj, users, seen)
+            fast = self.fast[obj.id] = _FastChecks(obj, users, seen, self.unique.setdefault(obj.id, {}))
         checks = fast.checks
-        for slug, value in values.items():
-            check = checks.get(slug)
-            if check is None or not check(value):
-                return None
+        try:
+            for slug, value in values.items():
+                check = checks.get(slug)
+                if check is None or not check(value):
+                    return None
+        except TypeError:  # a check that is a lookup or a match, given a list, a dict or a number
+            return None
         if not fast.required <= values.keys():
             return None
         if fast.unique:
             claims: list[tuple[dict[Any, str], Any]] = []
-            for slug, fold in fast.unique:
-                if slug in values:
-                    value = values[slug]
+            for slug, fold, taken in fast.unique:
+                value = values.get(slug)
+                if value is not None:
                     key = value.lower() if fold else value
-                    taken = self.unique.setdefault(obj.id, {}).setdefault(slug, {})
                     if key in taken:
                         return None
                     claims.append((taken, key))
@@ -620,31 +626,37 @@ class _FastChecks:
     """What `_Loader._valid_record` checks an object's records with. `checks`: for each field,
     whether a value is valid, not empty, and stored as it is given (what `check_value` would
     return is the value itself); a reference's looks its id up in `seen`, the ids read so far.
-    False sends a record to the full checks, which say what is wrong."""
+    False sends a record to the full checks, which say what is wrong, and so does a TypeError:
+    where a lookup or a pattern decides alone, the check is that bound method, called without a
+    function of ours around it, and a value of the wrong type raises."""
 
-    def __init__(self, obj: ObjectDef, users: dict[str, User], seen: dict[str, str]) -> None:
+    def __init__(
+        self, obj: ObjectDef, users: dict[str, User], seen: dict[str, str], unique: dict[str, dict[Any, str]]
+    ) -> None:
         self.seen = seen
         self.checks = {f.slug: _fast_check(f, users, seen) for f in obj.fields}
         self.required = frozenset(f.slug for f in obj.fields if f.required)
-        #: (slug, whether its values are folded to lower case) of each unique field
-        self.unique = [(f.slug, f.type == FieldType.EMAIL) for f in obj.fields if f.unique]
+        #: (slug, whether its values are folded to lower case, its map of values taken) of each
+        #: unique field
+        self.unique = [
+            (f.slug, f.type == FieldType.EMAIL, unique.setdefault(f.slug, {})) for f in obj.fields if f.unique
+        ]
 
 
-def _fast_check(f: FieldDef, users: dict[str, User], seen: dict[str, str]) -> Callable[[Any], bool]:
+def _fast_check(f: FieldDef, users: dict[str, User], seen: dict[str, str]) -> Callable[[Any], Any]:
     t = f.type
     if t is FieldType.TEXT:
         return lambda v: type(v) is str and 0 < len(v) <= TEXT_MAX_CHARS
     if t is FieldType.LONG_TEXT:
         return lambda v: type(v) is str and v != ""
     if t is FieldType.STATUS or t is FieldType.DROPDOWN:
-        choices = f.choice_position
-        return lambda v: type(v) is str and v in choices
+        return f.choice_position.__contains__  # its keys are strings: another type is not in it
     if t is FieldType.NUMBER or t is FieldType.CURRENCY:
         return _is_stored_number
     if t is FieldType.BOOLEAN:
         return lambda v: type(v) is bool
     if t is FieldType.USER:
-        return lambda v: type(v) is str and v in users
+        return users.__contains__
     if t is FieldType.REFERENCE:
         target = f.target_object
         return lambda v: type(v) is str and seen.get(v) == target
@@ -664,13 +676,13 @@ def _fast_check(f: FieldDef, users: dict[str, User], seen: dict[str, str]) -> Ca
         return lambda v: type(v) is str and parse_date(v) is not None
     if t is FieldType.DATETIME:
         return lambda v: type(v) is str and parse_datetime_us(v) is not None
-    has_format = {
+    # A string subclass is no fixture value (YAML and JSON make `str`); another type raises.
+    return {
         FieldType.EMAIL: is_email,
         FieldType.PHONE: is_phone,
         FieldType.URL: is_http_url,
         FieldType.IMAGE: is_http_url,
     }[t]
-    return lambda v: type(v) is str and has_format(v)
 
 
 def _is_stored_number(v: Any) -> bool:

@@ -7,6 +7,7 @@ The engine starts from the most selective plan and narrows with the remaining te
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import operator
@@ -702,12 +703,31 @@ def order_page(
 
 
 def _sorted_page(idx: FieldIndex, matches: list[str], desc: bool, offset: int, limit: int) -> list[str]:
-    """One page of `matches`, sorted by the keys of `idx`."""
+    """One page of `matches`, sorted by the keys of `idx`: records with a value by key (ties by id
+    ascending), then the empty ones by id."""
     keys = idx.keys
-    with_value = sorted(r for r in matches if r in keys)
+    wanted = offset + limit
+    found = list(map(keys.get, matches))  # one lookup a match: most are cache misses
+    has_value = list(map(operator.is_not, found, itertools.repeat(None)))
+    with_value = list(itertools.compress(matches, has_value))
+    if len(with_value) > 4 * wanted:
+        # A small page of many matches: the page's last key, found by a heap, bounds the keys
+        # that can reach the page, and only those are sorted, by id and then by key.
+        values: list[Any] = list(itertools.compress(found, has_value))
+        edge = (heapq.nlargest if desc else heapq.nsmallest)(wanted, values)[-1]
+        beyond = (
+            map(operator.lt, values, itertools.repeat(edge))
+            if desc
+            else map(operator.lt, itertools.repeat(edge), values)
+        )
+        with_value = list(itertools.compress(with_value, map(operator.not_, beyond)))
+    with_value.sort()
     with_value.sort(key=keys.__getitem__, reverse=desc)  # stable: ties stay by id ascending
-    empty = sorted(r for r in matches if r not in keys)
-    return (with_value + empty)[offset : offset + limit]
+    page = with_value[offset:wanted]
+    if len(page) < limit:  # the page reaches the empties (with_value was not cut: it is short)
+        empty = sorted(itertools.compress(matches, map(operator.not_, has_value)))
+        page += empty[max(0, offset - len(with_value)) : wanted - len(with_value)]
+    return page
 
 
 def _run_text(store: ObjectStore, query: Query, offset: int, limit: int) -> tuple[list[str], int] | None:
@@ -737,13 +757,17 @@ def _run_text(store: ObjectStore, query: Query, offset: int, limit: int) -> tupl
         return [], total
     # A step of a walk in C costs about an eighth of what a match costs to list and sort.
     sort_idx = store.index(query.sort)
-    if (offset + limit) * n / total > 8 * total:
+    steps = (offset + limit) * n / total  # the walk's length if the matches are spread evenly
+    if steps > 8 * total:
         if listing is None:
             return None  # few matches, of nearly every record: the general path scans
         return _sorted_page(sort_idx, listing(), query.desc, offset, limit), total
     # Walk the sort order, testing each id's folded value, all in C. An empty value folds to "",
-    # which no positive operator passes and $not_contains does (as the contract says).
-    ids, ids_again = itertools.tee(sort_idx.ids_in_order(query.desc))
+    # which no positive operator passes and $not_contains does (as the contract says). Matches
+    # bunched late in the order would make the walk far longer than `steps`: it stops at twice
+    # that, and a page it did not fill comes from the matches instead.
+    budget = 2 * math.ceil(steps)
+    ids, ids_again = itertools.tee(itertools.islice(sort_idx.ids_in_order(query.desc), budget))
     values: Iterator[str]
     if c.spec.slug == "id":
         values = map(str.lower, ids_again)
@@ -754,7 +778,12 @@ def _run_text(store: ObjectStore, query: Query, offset: int, limit: int) -> tupl
         passes = map(operator.not_, map(operator.contains, values, itertools.repeat(needle)))
     else:
         passes = map(_TEXT_CHECKS[op], values, itertools.repeat(needle))
-    return list(itertools.islice(itertools.compress(ids, passes), offset, offset + limit)), total
+    page = list(itertools.islice(itertools.compress(ids, passes), offset, offset + limit))
+    if len(page) < min(limit, total - offset):  # the walk ran out of steps
+        if listing is None:
+            return None
+        return _sorted_page(sort_idx, listing(), query.desc, offset, limit), total
+    return page, total
 
 
 _TEXT_SET = frozenset(TEXT_OPS)

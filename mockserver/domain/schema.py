@@ -159,7 +159,7 @@ _PHONE = re.compile(r"^(?=(?:[^0-9]*[0-9]){7,15}[^0-9]*\Z)[0-9+()\-. ]+$")
 _HTTP_URL = re.compile(
     r"^[hH][tT][tT][pP][sS]?://(?:[^\s/?#@]*@)?(?:[^\s/?#@:\[\]]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?(?:[/?#]\S*)?$"
 )
-_UTC_SECONDS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_UTC_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _DATETIME = re.compile(
@@ -205,13 +205,46 @@ def parse_datetime_us(value: str) -> int | None:
 
 def parse_utc_seconds(value: str) -> int | None:
     """`parse_datetime_us` of the common `2024-01-15T10:30:00Z` (as `format_timestamp` writes a
-    whole second), read without building a datetime; None for any other form, valid or not."""
-    if len(value) != 20 or value[19] != "Z" or not _UTC_SECONDS.fullmatch(value):
+    whole second), read without building a datetime; None for any other form, valid or not.
+
+    Loading reads one or two a record, so this is table lookups: each day met so far (its
+    midnight), and the hours, minutes and seconds, with only ASCII digits in range as keys."""
+    if len(value) != 20 or value[19] != "Z" or value[10] != "T" or value[13] != ":" or value[16] != ":":
         return None
-    try:  # a whole number of seconds: the float is exact
-        return int(datetime.fromisoformat(value).timestamp()) * 1_000_000
-    except ValueError:  # no such day, or hour, minute or second
+    day = _DAY_US.get(value[:10])
+    if day is None:
+        day = _day_us(value[:10])
+        if day is None:
+            return None
+    hour = _HOUR_US.get(value[11:13])
+    minute = _MINUTE_US.get(value[14:16])
+    second = _SECOND_US.get(value[17:19])
+    if hour is None or minute is None or second is None:
         return None
+    return day + hour + minute + second
+
+
+_TWO_DIGITS = {f"{i:02d}": i for i in range(60)}
+_HOUR_US = {text: i * 3_600_000_000 for text, i in _TWO_DIGITS.items() if i < 24}
+_MINUTE_US = {text: i * 60_000_000 for text, i in _TWO_DIGITS.items()}
+_SECOND_US = {text: i * 1_000_000 for text, i in _TWO_DIGITS.items()}
+#: `YYYY-MM-DD` -> its midnight UTC in microseconds since the epoch, for the days met so far.
+_DAY_US: dict[str, int] = {}
+#: Past this many days the table starts again (a few years of days is a few hundred kB).
+_DAYS_KEPT = 20_000
+
+
+def _day_us(text: str) -> int | None:
+    if not _UTC_DAY.fullmatch(text):
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:  # no such day
+        return None
+    if len(_DAY_US) >= _DAYS_KEPT:
+        _DAY_US.clear()
+    us = _DAY_US[text] = (day.toordinal() - _EPOCH_ORDINAL) * 86_400_000_000
+    return us
 
 
 def parse_instant_operand(value: str) -> int | None:
