@@ -27,6 +27,7 @@ from .behaviour import Behaviour
 from .client import Client, Unreachable
 from .ratelimits import scan_windows
 from .report import Report
+from .rules import BY_ID
 from .scratch import Setup
 from .shapes import scan
 
@@ -52,6 +53,9 @@ class Options:
             writes refuse it.
         html_path: write a self-contained HTML report there.
         only: run only these phases (see `PHASES`), after the setup; None runs them all.
+        rules: in the filters phase, send only the queries that check these contract rules (ids
+            from `rules.RULES`, such as `"filters.range"`); None sends them all. The other phases
+            are chosen with `only`.
     """
 
     webhooks: bool = False
@@ -62,6 +66,12 @@ class Options:
     non_admin_key: str | None = None
     html_path: str | None = None
     only: frozenset[str] | None = None
+    rules: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.rules or ()) - BY_ID.keys())
+        if unknown:
+            raise ValueError(f"no such rule of the contract: {', '.join(unknown)}")
 
 
 #: The phases of a run, in order; `Options.only` and `--only` choose among them.

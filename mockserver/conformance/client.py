@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterator
@@ -107,14 +108,21 @@ class Exchange:
         return f"{self.status} {text}".rstrip()
 
 
+#: For each byte value, a pattern matching a run of it (compiled once, on first use).
+_RUNS: dict[int, re.Pattern[bytes]] = {}
+
+
 def _writer(body: bytes) -> str:
     """A python3 one-liner that writes `body` (long: a prefix, one byte repeated, a suffix)."""
-    best = (0, 0)  # (start, length) of the longest run of one byte
+    best = (0, 0)  # (start, length) of the first longest run of one byte
     i = 0
     while i < len(body):
-        j = i
-        while j < len(body) and body[j] == body[i]:
-            j += 1
+        run = _RUNS.get(body[i])
+        if run is None:
+            run = _RUNS[body[i]] = re.compile(re.escape(body[i : i + 1]) + b"+")
+        match = run.match(body, i)
+        assert match is not None  # body[i] itself at least
+        j = match.end()  # the run's end, found in C: the long bodies are mostly one long run
         if j - i > best[1]:
             best = (i, j - i)
         i = j

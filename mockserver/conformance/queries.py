@@ -9,6 +9,7 @@ from .battery import Battery, Probe, diagnose_order, order_check, type_name
 from .client import Exchange, dumps
 from .oracle import SYSTEM_KEYS, Expected
 from .report import Finding
+from .rules import BY_ID
 from .shapes import check_error
 from .suite import PAGE_SHAPE, QUICK_SORT_TYPES, Suite, fmt_ids
 
@@ -18,6 +19,9 @@ class QueryChecks(Suite):
 
     def run_filters(self) -> None:
         probes = Battery(self.oracle, self.scratch.raw, self.rng, self.quick).probes()
+        if self.options.rules is not None:
+            chosen = [BY_ID[r] for r in self.options.rules]
+            probes = [p for p in probes if any(r.covers(p.check_id) for r in chosen)]
         self.report.progress(f"filters: {len(probes)} queries derived from the fields and values")
         for i, probe in enumerate(probes, 1):
             self._probe(probe)

@@ -100,7 +100,9 @@ def scan_windows(
         report.ran(*WINDOW)
         finding: Finding | None = None
         previous = seen.get(rate.reset)
-        if rate.reset % 60:
+        if found >= MAX_WINDOW_FINDINGS:  # no more are kept: build none (each carries curl commands)
+            pass
+        elif rate.reset % 60:
             finding = Finding(
                 "X-RateLimit-Reset at the end of the window: a clock minute or UTC day (a multiple of 60)",
                 f"X-RateLimit-Reset {rate.reset}, {rate.reset % 60} s past a minute ({rate})",
@@ -111,14 +113,13 @@ def scan_windows(
             before, was, at = previous
             used = counted - at  # counted requests after `before`, this one included
             bound = was.remaining - used
-            pair = f"{show(before)}; {show(ex)}"
             if was.limit != rate.limit and rate.reset % 86_400:
                 # At a day's last minute both windows end together, and the headers may switch.
                 finding = Finding(
                     f"X-RateLimit-Limit {was.limit}, as in the window's earlier answer",
                     f"X-RateLimit-Limit {rate.limit} ({rate})",
                     ex,
-                    curl=pair,
+                    curl=f"{show(before)}; {show(ex)}",
                 )
             elif _counted(ex) and bound < 0:
                 finding = Finding(
@@ -126,7 +127,7 @@ def scan_windows(
                     f"and {used - 1} more were served before this one",
                     f"{ex.status}, {rate}",
                     ex,
-                    curl=pair,
+                    curl=f"{show(before)}; {show(ex)}",
                 )
             elif rate.remaining > max(bound, 0):
                 finding = Finding(
@@ -134,9 +135,9 @@ def scan_windows(
                     f"previous answer, less {used} counted request(s) since",
                     f"X-RateLimit-Remaining {rate.remaining} ({rate})",
                     ex,
-                    curl=pair,
+                    curl=f"{show(before)}; {show(ex)}",
                 )
-        if finding is not None and found < MAX_WINDOW_FINDINGS:
+        if finding is not None:
             found += 1
             finding.detail += detail
             report.fail(*WINDOW, finding)
