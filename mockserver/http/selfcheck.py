@@ -2,7 +2,8 @@
 
 A pure-ASGI middleware, outermost of the app's own middleware, so it sees what clients see: the
 gate's 401/403/429, the router's 404 and 405, and every operation's answer. It buffers each
-response, hands status, headers and body to `spec.responses.ResponseValidator`, and
+response, hands status, headers and body to `openapi.responses.FastResponseValidator` (jsonschema-rs
+says whether a body conforms; only one it doubts is judged, and described, by jsonschema), and
 
 - forwards the response unchanged when it conforms;
 - otherwise answers **500** with a body naming the operation, the status and every violation, and
@@ -20,12 +21,13 @@ turns it on (the test suite runs with it on everywhere).
 from __future__ import annotations
 
 import os
+from weakref import WeakKeyDictionary
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..openapi import Spec
-from ..openapi.responses import ResponseMismatch, ResponseValidator
+from ..openapi.responses import FastResponseValidator, ResponseMismatch, ResponseValidator
 from .gate import MOCK_ONLY
 
 ENV_VAR = "KANTOS_MOCK_VALIDATE_RESPONSES"
@@ -36,10 +38,22 @@ def self_check_enabled(enabled: bool | None = None) -> bool:
     return os.environ.get(ENV_VAR) == "1" if enabled is None else enabled
 
 
+#: One validator per document, shared by every app built on it: compiling one takes ~50-100 ms,
+#: and the test suite builds an app per test.
+_VALIDATORS: WeakKeyDictionary[Spec, ResponseValidator] = WeakKeyDictionary()
+
+
+def _validator(spec: Spec) -> ResponseValidator:
+    validator = _VALIDATORS.get(spec)
+    if validator is None:
+        validator = _VALIDATORS[spec] = FastResponseValidator(spec)
+    return validator
+
+
 class ResponseSelfCheck:
     def __init__(self, app: ASGIApp, spec: Spec) -> None:
         self.app = app
-        self.validator = ResponseValidator(spec)
+        self.validator = _validator(spec)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.validator.applies_to(scope["path"]):
