@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -55,14 +55,31 @@ Before = Callable[["Deviant", Scope, bytes], Awaitable[Answer | tuple[Scope, byt
 After = Callable[["Deviant", Scope, bytes, int, Headers, bytes], Awaitable[tuple[int, Headers, bytes]]]
 
 
-class Deviant:
-    """ASGI middleware around the mock: changes requests before it sees them, or its answers."""
+@dataclass
+class Switch:
+    """Which deviation the shared server makes, and what it remembers between requests."""
 
-    def __init__(self, app: ASGIApp, before: Before | None = None, after: After | None = None) -> None:
+    before: Before | None = None
+    after: After | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, name: str) -> None:
+        """Deviate as `name` does from now on, remembering nothing yet."""
+        _, self.before, self.after = DEVIATIONS[name]
+        self.memory = {}
+
+
+class Deviant:
+    """ASGI middleware around the mock: changes requests before it sees them, or its answers, as
+    the switch's deviation says."""
+
+    def __init__(self, app: ASGIApp, switch: Switch) -> None:
         self.app = app
-        self.before = before
-        self.after = after
-        self.memory: dict[str, Any] = {}  # what a stateful deviation remembers between requests
+        self.switch = switch
+
+    @property
+    def memory(self) -> dict[str, Any]:
+        return self.switch.memory
 
     async def call(self, scope: Scope, body: bytes = b"") -> tuple[int, Headers, bytes]:
         return await call_app(self.app, scope, body)
@@ -88,16 +105,17 @@ class Deviant:
         body = await read_body(receive)
         if scope["method"] == "POST" and scope["path"].endswith("/fields"):
             self.memory.pop("types", None)
-        if self.before is not None:
-            changed = await self.before(self, scope, body)
+        before, after = self.switch.before, self.switch.after
+        if before is not None:
+            changed = await before(self, scope, body)
             if isinstance(changed, Answer):
                 raw = json.dumps(changed.doc).encode() if changed.doc is not None else b""
                 await _respond(send, changed.status, [], raw)
                 return
             scope, body = changed
         status, headers, raw = await self.call(scope, body)
-        if self.after is not None:
-            status, headers, raw = await self.after(self, scope, body, status, headers, raw)
+        if after is not None:
+            status, headers, raw = await after(self, scope, body, status, headers, raw)
         await _respond(send, status, headers, raw)
 
 
@@ -770,11 +788,12 @@ PHASES_FOR = {
 
 
 def kit(url: str, seed: int, rule: str) -> Report:
-    """A quick run of the phases that check `rule`'s area."""
+    """A quick run of the phases that check `rule`'s area (of the filter queries, `rule`'s own)."""
     options = Options(
         intake_key=KEYS["KANTOS_INTAKE_KEY"],
         non_admin_key=KEYS["KANTOS_NON_ADMIN_KEY"],
         only=frozenset(PHASES_FOR[rule.split(".")[0]]),
+        rules=frozenset({rule}),
     )
     return check(
         url, ADMIN_KEY, quick=True, fuzz=False, out=io.StringIO(), seed=seed, keep_data=True, options=options
@@ -796,13 +815,23 @@ def replay(lines: list[str]) -> tuple[int | None, str]:
     return (int(statuses[-1]) if statuses else None), done.stdout
 
 
-@pytest.fixture
-def deviant_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    _, before, after = DEVIATIONS[request.param]
+@pytest.fixture(scope="module")
+def deviant_server() -> Iterator[tuple[MockServer, Switch]]:
+    """One server for every deviation (starting one per test cost more than most kit runs)."""
+    switch = Switch()
     app = create_app(seed=3)
-    app.add_middleware(Deviant, before=before, after=after)
+    app.add_middleware(Deviant, switch=switch)
     with MockServer(app=app) as mock:
-        yield mock.url
+        yield mock, switch
+
+
+@pytest.fixture
+def deviant_url(request: pytest.FixtureRequest, deviant_server: tuple[MockServer, Switch]) -> str:
+    """The shared server back in its fixture state, deviating as `request.param` does."""
+    mock, switch = deviant_server
+    mock.reset()
+    switch.to(request.param)
+    return mock.url
 
 
 def test_at_least_thirty_deviations_across_the_families() -> None:

@@ -10,7 +10,9 @@ import sys
 import textwrap
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 from xml.etree import ElementTree as ET
@@ -21,7 +23,9 @@ from kit_support import call_app, read_body
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mockserver import create_app
-from mockserver.conformance import run
+from mockserver.conformance import Options, check, run
+from mockserver.conformance import client as client_module
+from mockserver.conformance.rules import rules_for
 from mockserver.server import MockServer
 
 ADMIN_KEY = "kantos_admin_local_key"
@@ -305,8 +309,15 @@ def test_kit_passes_against_the_mock(mock_url: str, tmp_path: Path) -> None:
     assert "stays on the server" in kit.output  # the scratch object cannot be deleted: said so
 
 
-def test_kit_works_in_an_existing_object_when_the_key_cannot_create_schema(tmp_path: Path) -> None:
+def test_kit_works_in_an_existing_object_when_the_key_cannot_create_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with MockServer(seed=12) as mock:
+        # The run sends more requests than the server key's plan allows in a minute: started at a
+        # minute's start, it meets a 429 and waits as Retry-After says, on the mock's clock.
+        now = mock.clock.now()
+        mock.clock.set(now.replace(second=0, microsecond=100_000) + timedelta(minutes=1))
+        monkeypatch.setattr(client_module, "time", SimpleNamespace(sleep=mock.clock.advance))
 
         def count(object_id: str) -> int:
             r = httpx.get(
@@ -347,23 +358,33 @@ def test_kit_reports_an_unreachable_server_as_incomplete(tmp_path: Path) -> None
 # --- the kit against broken servers -------------------------------------------------------------
 
 BROKEN = [
-    pytest.param("empty_values_first", "sorting.empty-last", "order=", id="empty-values-sorted-first"),
-    pytest.param("contains_case_sensitive", "filters.contains", "$contains", id="case-sensitive-contains"),
-    pytest.param("ne_drops_empty", "filters.ne", "$ne", id="ne-drops-empty-values"),
-    pytest.param("per_page_clamped", "paging.limits", "per_page=101", id="per-page-clamped"),
-    pytest.param("total_pages_floor", "paging.total-pages", "per_page=", id="total-pages-rounded-down"),
-    pytest.param("ties_in_insertion_order", "sorting.ties", "sort=", id="no-stable-tie-break"),
-    pytest.param("patch_replaces", "records.patch-merge", "-X PATCH", id="patch-replaces"),
-    pytest.param("error_body_reshaped", "errors.shape", "curl", id="error-body-in-another-shape"),
-    pytest.param("malformed_filters_500", "filters.malformed", "filters=", id="500-on-malformed-filters"),
+    pytest.param(
+        "empty_values_first", "sorting.empty-last", "order=", {"sorting"}, id="empty-values-sorted-first"
+    ),
+    pytest.param(
+        "contains_case_sensitive", "filters.contains", "$contains", {"filters"}, id="case-sensitive-contains"
+    ),
+    pytest.param("ne_drops_empty", "filters.ne", "$ne", {"filters"}, id="ne-drops-empty-values"),
+    pytest.param("per_page_clamped", "paging.limits", "per_page=101", {"paging"}, id="per-page-clamped"),
+    pytest.param(
+        "total_pages_floor", "paging.total-pages", "per_page=", {"paging"}, id="total-pages-rounded-down"
+    ),
+    pytest.param("ties_in_insertion_order", "sorting.ties", "sort=", {"sorting"}, id="no-stable-tie-break"),
+    pytest.param("patch_replaces", "records.patch-merge", "-X PATCH", None, id="patch-replaces"),
+    pytest.param("error_body_reshaped", "errors.shape", "curl", None, id="error-body-in-another-shape"),
+    pytest.param(
+        "malformed_filters_500", "filters.malformed", "filters=", {"errors"}, id="500-on-malformed-filters"
+    ),
 ]
 
 
-@pytest.mark.parametrize(("broken_url", "rule", "in_curl"), BROKEN, indirect=["broken_url"])
+@pytest.mark.parametrize(("broken_url", "rule", "in_curl", "phases"), BROKEN, indirect=["broken_url"])
 def test_kit_reports_the_deviation_with_a_reproducer(
-    broken_url: str, rule: str, in_curl: str, tmp_path: Path
+    broken_url: str, rule: str, in_curl: str, phases: set[str] | None, tmp_path: Path
 ) -> None:
-    kit = KitRun(broken_url, ADMIN_KEY, tmp_path, fuzz=False, quick=True)
+    """A quick run finds it: of the phases that check the rule when `phases` names them, else of all."""
+    only = Options(only=frozenset(phases)) if phases is not None else None
+    kit = KitRun(broken_url, ADMIN_KEY, tmp_path, fuzz=False, quick=True, options=only)
     assert kit.status == 1, kit.output
     failures = kit.failures()
     assert rule in failures, f"{rule} not among {sorted(failures)}\n{kit.output}"
@@ -372,3 +393,16 @@ def test_kit_reports_the_deviation_with_a_reproducer(
     curls = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("$ curl ")]
     assert curls and any(in_curl in c for c in curls), text
     assert broken_url in curls[0] and '"X-Api-Key: $KANTOS_API_KEY"' in curls[0]
+
+
+def test_options_rules_narrows_the_filters_phase_to_those_rules(mock_url: str) -> None:
+    options = Options(only=frozenset({"filters"}), rules=frozenset({"filters.range", "filters.ne"}))
+    report = check(mock_url, ADMIN_KEY, quick=True, fuzz=False, out=io.StringIO(), seed=5, options=options)
+    sent = {c.id for c in report.checks.values() if c.area == "filters" and c.runs}
+    assert sent and report.exit_status() == 0, report.render()
+    assert {r.id for c in sent for r in rules_for(c)} == {"filters.range", "filters.ne"}
+
+
+def test_options_rules_refuses_a_rule_the_contract_does_not_have() -> None:
+    with pytest.raises(ValueError, match=r"^no such rule of the contract: filters\.nope$"):
+        Options(rules=frozenset({"filters.nope", "filters.ne"}))
