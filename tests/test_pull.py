@@ -217,12 +217,25 @@ def _answers(mock: MockServer, queries: list[dict[str, Any]]) -> list[tuple[int,
         ]
 
 
+@pytest.fixture(scope="module")
+def source_answers(source: MockServer) -> list[tuple[str, dict[str, Any], tuple[int, Any]]]:
+    """Each object's battery of queries with the source's answers: (object id, query, answer).
+    The tests only read the source, so it is asked once."""
+    queries = [(oid, q) for oid, o in _oracles(source).items() for q in _battery(o)]
+    answers = _answers(source, [q for _, q in queries])
+    return [(oid, q, a) for (oid, q), a in zip(queries, answers, strict=True)]
+
+
 # --- round trip ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("record_format", ["yaml", "csv"])
 def test_a_pulled_folder_answers_every_query_as_the_source(
-    source: MockServer, tmp_path: Path, record_format: str, capsys: pytest.CaptureFixture[str]
+    source: MockServer,
+    source_answers: list[tuple[str, dict[str, Any], tuple[int, Any]]],
+    tmp_path: Path,
+    record_format: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "pulled"
     assert _pull(source, out, record_format=record_format) == EXIT_OK
@@ -231,14 +244,14 @@ def test_a_pulled_folder_answers_every_query_as_the_source(
     err = capsys.readouterr().err
     assert f"{PEOPLE + ORGS} record(s)" in err and DEFAULT_API_KEY in err
     assert not (out / ".pull").exists()
-    queries = [q for o in _oracles(source).values() for q in _battery(o)]
+    queries = [q for _, q, _ in source_answers]
     assert len(queries) > 300
     with _serve(out) as copy:
         with source.client() as a, copy.client() as b:
             assert a.get("/api/crm/objects").json() == b.get("/api/crm/objects").json()
             for oid in ("obj_orgs", "obj_people"):
                 assert a.get(f"/api/crm/objects/{oid}").json() == b.get(f"/api/crm/objects/{oid}").json()
-        expected, got = _answers(source, queries), _answers(copy, queries)
+        expected, got = [a for _, _, a in source_answers], _answers(copy, queries)
     differ = [(q, e, g) for q, e, g in zip(queries, expected, got, strict=True) if e != g]
     assert not differ, f"{len(differ)} of {len(queries)} answers differ; the first: {differ[0]}"
     assert sum(1 for status, body in expected if status == 200 and body["data"]) > 200
@@ -361,7 +374,7 @@ def test_anonymising_keeps_equal_values_equal_and_unique_values_unique(
 
 
 def test_anonymised_copy_matches_the_same_records_for_filters_on_other_values(
-    source: MockServer, anonymised: Path, source_dir: Path
+    source_answers: list[tuple[str, dict[str, Any], tuple[int, Any]]], anonymised: Path, source_dir: Path
 ) -> None:
     fields = _anonymised_fields(source_dir)
 
@@ -371,15 +384,15 @@ def test_anonymised_copy_matches_the_same_records_for_filters_on_other_values(
                 return False
         return True
 
-    queries = [
-        q
-        for oid, o in _oracles(source).items()
-        for q in _battery(o)
+    chosen = [
+        (q, a)
+        for oid, q, a in source_answers
         if "filters" in q and names_no_anonymised_value(q["filters"], oid)
     ]
+    queries = [q for q, _ in chosen]
     assert any(any((q["object_id"], s) in fields for s in q["filters"]) for q in queries)  # $empty ones
     with _serve(anonymised) as copy:
-        expected, got = _answers(source, queries), _answers(copy, queries)
+        expected, got = [a for _, a in chosen], _answers(copy, queries)
 
     def ids(answer: tuple[int, Any]) -> Any:
         status, body = answer
