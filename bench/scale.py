@@ -14,10 +14,10 @@ a smoke run on small sizes. For each size, one run:
 3. over HTTP: `kantos-mock serve --fixtures DIR` from spawn to the first 200 (start-up), then wrk
    (bench/http.py's runner: 16 connections, each request different) on GET one record, the page-3
    query, the random `$contains` and POST, each right next to the bare-Starlette floor
-   (bench/_floor.py) on the same endpoint; then GET and the page-3 query again over 1 connection
-   (their p50 is the answer's own time: with 16 connections it is mostly time queued behind the
-   other 15, so the 1.5x targets are judged on 1 connection); the server's RSS after the run, with
-   its indexes built.
+   (bench/_floor.py) on the same endpoint; then GET, the page-3 query and `$contains` again over
+   1 connection (their p50 is the answer's own time: with 16 connections it is mostly time queued
+   behind the other 15, so the HTTP targets are judged on 1 connection); the server's RSS after
+   the run, with its indexes built.
 It prints a table per size and one across sizes, judges the targets, and writes the curve as a PNG
 (`--plot`, default docs/images/bench-scale.png, which the docs site shows).
 
@@ -78,8 +78,10 @@ def _load(name: str, file: str) -> ModuleType:
 H = _load("kantos_bench_http", "http.py")
 SCENARIOS = {s.key: s for s in H.SCENARIOS if s.key in ("get", "query", "contains", "post")}
 LABELS = {"get": "GET one record", "query": "page-3 query", "contains": "random $contains", "post": "POST"}
-#: Run again over 1 connection: the reads the 1.5x targets judge.
-SINGLE = ("get", "query")
+#: Run again over 1 connection: the reads the HTTP targets judge (over 16 connections a p50 is
+#: mostly time queued behind the other 15: at 1,000,000 contacts a `$contains` served 1,309 req/s,
+#: 0.76 ms each on average, and its 16-connection p50 was 11 ms).
+SINGLE = ("get", "query", "contains")
 
 
 # --- the data ------------------------------------------------------------------------------------
@@ -406,11 +408,9 @@ def report(sizes: list[Size], say: Callable[[str], None]) -> int:
     target(
         "random $contains p50 in process <= 5 ms", big.local.mock["contains"], big.local.mock["contains"] <= 5
     )
-    target(
-        "random $contains p50 over HTTP <= 5 ms",
-        big.http.mock["contains"].p50_ms,
-        big.http.mock["contains"].p50_ms <= 5,
-    )
+    one = big.http.single["contains"].p50_ms
+    target("random $contains p50 over HTTP, 1 connection <= 5 ms", one, one <= 5)
+    say(f"  {'(over 16 connections, not judged: queueing)':<64} {big.http.mock['contains'].p50_ms:>9.2f}")
     say(f"targets missed: {misses}")
     return misses
 
