@@ -356,7 +356,7 @@ class Backend:
         self._check_required(obj, merged, errors)
         if errors:
             raise ValidationFailed(errors)
-        self._check_unique(obj, merged, old.id)
+        self._check_unique(obj, changes, old.id)  # the values it keeps were its own already
         # Whole seconds, unless that would not move `updated_at` forward: then 1 ms past it.
         new = old.replace(merged, max(whole_seconds(self.clock.now_us()), old.updated_at + 1000))
         self._replace(old, new, {*field_values, "updated_at"})
@@ -431,10 +431,12 @@ class Backend:
     def _replace(self, old: Record, new: Record, touched: AbstractSet[str] | None = None) -> None:
         self.stores[new.object_id].replace(old, new, touched)
         self.by_id[new.id] = new
-        old_values, new_values = old.values, new.values
-        if any(old_values.get(slug) != new_values.get(slug) for slug in self.unique[new.object_id]):
-            self._index_unique(old, add=False)
-            self._index_unique(new, add=True)
+        uniques = self.unique[new.object_id]
+        if uniques and (touched is None or not touched.isdisjoint(uniques)):
+            old_values, new_values = old.values, new.values
+            if any(old_values.get(slug) != new_values.get(slug) for slug in uniques):
+                self._index_unique(old, add=False)
+                self._index_unique(new, add=True)
 
     def _index_unique(self, rec: Record, add: bool) -> None:
         if self._unique_borrowed:
