@@ -212,9 +212,10 @@ class FieldIndex:
 class _Run:
     """One composite-index group of two entries or more, in order, in chunks of about `CHUNK`.
 
-    A write moves the tail of one chunk, not of the whole group: with groups of 20,000 entries
-    (100,000 contacts over six statuses), a list and an array per group made a status change
-    four memmoves of 160 KB, 25-30 us of a PATCH, and ten times that at 1,000,000. Bisections
+    A write moves the tail of one chunk, not of the whole group: with groups of about 17,000
+    entries (100,000 contacts over six statuses), a list and an array per group made a status
+    change four memmoves (a list's and an array's in the group it left and the one it joined) of
+    up to 140 KB each, and ten times that at 1,000,000. Bisections
     stay in C: one over the chunks' last entries (or keys), one inside the chunk. Positions add
     the chunk's start, from `starts`, rebuilt in C after a write changed them, on the next read.
 
@@ -226,8 +227,7 @@ class _Run:
 
     def __init__(self, entries: list[_Entry]) -> None:
         """`entries`: sorted, at least two."""
-        size = CHUNK
-        self.chunks = [entries[i : i + size] for i in range(0, len(entries), size)]
+        self.chunks = [entries[i : i + CHUNK] for i in range(0, len(entries), CHUNK)]
         self.maxes = [chunk[-1] for chunk in self.chunks]
         self.n = len(entries)
         self.starts: list[int] | None = None
@@ -489,12 +489,8 @@ class CompositeIndex:
         if bounds is None:
             return entries, 0, len(entries)
         lo, lo_incl, hi, hi_incl = bounds
-        if isinstance(entries, list):  # no entries, or one
-            start = 0 if lo is None else _cut(entries, lo, not lo_incl)
-            stop = len(entries) if hi is None else _cut(entries, hi, hi_incl)
-        else:
-            start = 0 if lo is None else entries.bisect_key(lo, not lo_incl)
-            stop = len(entries) if hi is None else entries.bisect_key(hi, hi_incl)
+        start = 0 if lo is None else _key_cut(entries, lo, not lo_incl)
+        stop = len(entries) if hi is None else _key_cut(entries, hi, hi_incl)
         return entries, start, max(start, stop)
 
     def count(self, keysets: tuple[tuple[Any, ...], ...], bounds: tuple[Any, bool, Any, bool] | None) -> int:
@@ -548,9 +544,7 @@ class CompositeIndex:
         n_values = stop - start
 
         def group(key: Any) -> tuple[int, int]:
-            if isinstance(entries, list):
-                return _cut(entries, key, False), _cut(entries, key, True)
-            return entries.bisect_key(key, False), entries.bisect_key(key, True)
+            return _key_cut(entries, key, False), _key_cut(entries, key, True)
 
         ids = window(entries, start, stop, group, desc, offset, limit)
         if len(ids) < limit and empties:
@@ -559,8 +553,11 @@ class CompositeIndex:
         return ids, n_values + len(empties)
 
 
-def _cut(entries: list[_Entry], key: Any, right: bool) -> int:
-    """Before (or after) the entries with this sort key, in a sorted list of entries."""
+def _key_cut(entries: _Run | list[_Entry], key: Any, right: bool) -> int:
+    """Before (or after) the entries with this sort key: a group's run, or the list of a group of
+    none or one."""
+    if isinstance(entries, _Run):
+        return entries.bisect_key(key, right)
     return bisect_right(entries, (key, ID_MAX)) if right else bisect_left(entries, (key,))
 
 
