@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
@@ -25,7 +26,7 @@ from .domain.tenants import DEFAULT
 from .http.control import invoke
 from .http.faults import ConnectionDrops
 from .http.gate import TenantRegistry
-from .wire import OneWriteProtocol
+from .wire import FastApiProtocol, OneWriteProtocol
 
 DEFAULT_API_KEY = "kantos_admin_local_key"
 T = TypeVar("T")
@@ -56,12 +57,15 @@ def base_url(sock: socket.socket) -> str:
 
 
 def uvicorn_config(app: Starlette, **overrides: Any) -> uvicorn.Config:
+    api = getattr(app, "fast_api", None)
     options: dict[str, Any] = {
         "log_level": "warning",
         "access_log": False,
         "lifespan": "off",
         "loop": "auto",
-        "http": OneWriteProtocol,  # uvicorn's httptools protocol, one write per response
+        # uvicorn's httptools protocol, one write per response; `/api` answered without ASGI
+        # when nothing else needs to see it (`wire.FastApiProtocol`).
+        "http": OneWriteProtocol if api is None else partial(FastApiProtocol, api=api),
         "interface": "asgi3",
         "timeout_graceful_shutdown": 2,
     }

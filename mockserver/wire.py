@@ -15,9 +15,15 @@ checks the bytes on the wire for every kind of answer, and that each takes one w
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+if TYPE_CHECKING:
+    from .http.api import AnswersNow
 
 
 class _HeldHead:
@@ -91,3 +97,151 @@ class OneWriteProtocol(HttpToolsProtocol):
         # `send` up on the cycle when the app first calls it.
         if type(self.cycle) is RequestResponseCycle:
             self.cycle.__class__ = OneWriteCycle
+
+
+#: Requests the fast path takes: the methods the Kantos API has, with a body it keeps whole.
+FAST_METHODS = frozenset({b"GET", b"POST", b"PATCH", b"PUT", b"DELETE"})
+FAST_BODY_LIMIT = 64 * 1024  # uvicorn's HIGH_WATER_LIMIT: past it, the ASGI path reads with flow control
+
+
+class FastApiProtocol(OneWriteProtocol):
+    """`OneWriteProtocol`, answering the usual `/api` request without ASGI.
+
+    Under load most of a request's cost outside the mock's own code is the ASGI machinery: a
+    request cycle, a task and an event per request, the scope passed through four wrappers,
+    and uvicorn checking each header the app sends. The mock's API answers synchronously
+    unless a fault rule or the state file makes it wait, so for a request to `/api` this
+    protocol reads the body (at most 64 KiB, by Content-Length), asks `KantosApi.answer_now`,
+    and writes uvicorn's own head (status line, its default headers, `connection: close` when
+    the connection ends) and the body in one write. The request goes the ASGI way, through
+    `OneWriteProtocol`, whenever this path would differ in the least: HEAD and OPTIONS,
+    `Expect: 100-continue`, a chunked or larger body, a pipelined request behind one still
+    running, writes paused by a slow reader, uvicorn's concurrency limit, or an answer
+    `answer_now` declines (faults, a held answer, a bad `X-Mock-Tenant`).
+    `tests/test_wire.py` compares the bytes of both ways, request by request."""
+
+    def __init__(self, *args: Any, api: AnswersNow, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.api = api
+        self.fast_body: list[bytes] | None = None  # a fast request's body so far; None: none
+        self.fast_keep_alive = True
+        self.fast_closing = False  # a shutdown came while a fast request's body was arriving
+
+    def on_headers_complete(self) -> None:
+        if self._start_fast():
+            return
+        super().on_headers_complete()
+
+    def _start_fast(self) -> bool:
+        parser = self.parser
+        method = parser.get_method()
+        cycle = self.cycle
+        if (
+            method not in FAST_METHODS
+            or self.expect_100_continue
+            or self.limit_concurrency is not None
+            or self.pipeline
+            or (cycle is not None and not cycle.response_complete)
+            or self.flow.write_paused
+            or parser.should_upgrade()
+        ):
+            return False
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (
+                name == b"content-length" and not (value.isdigit() and int(value) <= FAST_BODY_LIMIT)
+            ):
+                return False
+        parsed = httptools.parse_url(self.url)
+        raw_path = parsed.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        if self.root_path or not (path == "/api" or path.startswith("/api/")):
+            return False
+        scope = self.scope
+        scope["method"] = method.decode("ascii")
+        http_version = parser.get_http_version()
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = parsed.query or b""
+        self.fast_keep_alive = http_version != "1.0" and parser.should_keep_alive()
+        self.fast_body = []
+        return True
+
+    def on_body(self, body: bytes) -> None:
+        if self.fast_body is not None:
+            self.fast_body.append(body)
+        else:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        chunks = self.fast_body
+        if chunks is None:
+            super().on_message_complete()
+            return
+        self.fast_body = None
+        body = b"".join(chunks)
+        answer = self.api.answer_now(self.scope, body)  # type: ignore[arg-type]
+        if answer is None:
+            self._to_asgi(body)
+            return
+        status, headers, content, failure = answer
+        scope = self.scope
+        if self.access_log:  # as `RequestResponseCycle.send` logs it
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(scope),
+                scope["method"],
+                get_path_with_query_string(scope),
+                scope["http_version"],
+                status,
+            )
+        keep_alive = self.fast_keep_alive and not self.fast_closing
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")
+        for name, value in headers:
+            head += (name, b": ", value, b"\r\n")
+        if not keep_alive:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        head.append(content)
+        transport = self.transport
+        transport.write(b"".join(head))
+        if failure is not None:
+            # As uvicorn ends a request whose app raised after answering: logged, and hung up.
+            self.logger.error("Exception in ASGI application\n", exc_info=failure)
+            transport.close()
+        elif not keep_alive:
+            transport.close()
+        self.on_response_complete()
+
+    def _to_asgi(self, body: bytes) -> None:
+        """Hand a request read for the fast path to the ASGI app, as `on_headers_complete`,
+        `on_body` and `on_message_complete` would have, its body already whole."""
+        cycle = OneWriteCycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=self.fast_keep_alive and not self.fast_closing,
+            on_response=self.on_response_complete,
+        )
+        cycle.body += body
+        cycle.more_body = False
+        cycle.message_event.set()
+        self.cycle = cycle
+        self._start_asgi_task(cycle, self.app)
+
+    def shutdown(self) -> None:
+        if self.fast_body is not None:  # mid-request: answer it, then close
+            self.fast_closing = True
+            return
+        super().shutdown()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +18,7 @@ from uvicorn.protocols.http.flow_control import FlowControl
 
 from mockserver import MockServer
 from mockserver.domain.backend import FixtureSet
-from mockserver.wire import OneWriteCycle
+from mockserver.wire import OneWriteCycle, OneWriteProtocol
 
 LOG = logging.getLogger("test_wire")
 
@@ -220,3 +222,182 @@ def test_a_write_answers_with_its_head_and_body(mock: MockServer) -> None:
     assert headers[b"content-type"] == b"application/json"
     assert b"x-ratelimit-remaining" in headers
     assert b'"name":"Wire Test"' in body
+
+
+# --- the fast path: `/api` without ASGI ---------------------------------------------------------
+#
+# Two servers on the same fixtures and seed: one as served (`FastApiProtocol`), one on the ASGI
+# path alone (`OneWriteProtocol`). Every exchange must give the same bytes on both, but for the
+# `date` header, and the same journal entry.
+
+KEY = "kantos_admin_local_key"
+
+
+def raw_request(method: str, path: str, *extra: str, body: bytes = b"", version: str = "1.1") -> bytes:
+    lines = [f"{method} {path} HTTP/{version}", "Host: x", *extra]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def key(k: str = KEY) -> str:
+    return f"X-Api-Key: {k}"
+
+
+JSON = "Content-Type: application/json"
+CREATE = b'{"object_id":"obj_contacts","field_values":{"name":"Fast Path","email":"fast@example.com"}}'
+
+#: (what it exercises, the raw request(s), whether the server closes the connection after)
+EXCHANGES: list[tuple[str, bytes, bool]] = [
+    ("a list", raw_request("GET", "/api/crm/objects", key()), False),
+    (
+        "a query, percent-encoded",
+        raw_request(
+            "GET",
+            "/api/crm/records/query?object_id=obj_contacts&per_page=2&page=2&sort=name&order=desc"
+            "&filters=%7B%22status%22%3A%22Customer%22%7D",
+            key(),
+        ),
+        False,
+    ),
+    ("a percent-encoded path", raw_request("GET", "/api/crm/%6Fbjects", key()), False),
+    ("a 404", raw_request("GET", "/api/crm/record/rec_missing", key()), False),
+    ("a 405", raw_request("PUT", "/api/crm/objects", key()), False),
+    ("a 400", raw_request("GET", "/api/crm/records/query?object_id=obj_contacts&page=zero", key()), False),
+    ("a 401", raw_request("GET", "/api/crm/objects"), False),
+    ("a 403", raw_request("GET", "/api/crm/objects", key("kantos_intake_local_key")), False),
+    ("a 415", raw_request("POST", "/api/crm/record", key(), "Content-Type: text/plain", body=CREATE), False),
+    ("a create", raw_request("POST", "/api/crm/record", key(), JSON, body=CREATE), False),
+    ("a bad body", raw_request("POST", "/api/crm/record", key(), JSON, body=b'{"object_id":'), False),
+    ("another tenant", raw_request("GET", "/api/crm/objects", key(), "X-Mock-Tenant: wire-fast"), False),
+    (
+        "a bad tenant (ASGI)",
+        raw_request("GET", "/api/crm/objects", key(), "X-Mock-Tenant: " + "t" * 500),
+        False,
+    ),
+    ("HEAD (ASGI)", raw_request("HEAD", "/api/crm/objects", key()), False),
+    ("outside /api (ASGI)", raw_request("GET", "/openapi.json"), False),
+    (
+        "a chunked body (ASGI)",
+        raw_request("POST", "/api/crm/record", key(), JSON, "Transfer-Encoding: chunked")
+        + b"%x\r\n%b\r\n0\r\n\r\n" % (len(CREATE), CREATE),
+        False,
+    ),
+    (
+        "Expect: 100-continue (ASGI)",
+        raw_request("POST", "/api/crm/record", key(), JSON, "Expect: 100-continue", body=CREATE),
+        False,
+    ),
+    ("Connection: close", raw_request("GET", "/api/crm/objects", key(), "Connection: close"), True),
+    ("HTTP/1.0", raw_request("GET", "/api/crm/objects", key(), version="1.0"), True),
+    (
+        "pipelined, fast and ASGI mixed",
+        raw_request("GET", "/api/crm/objects", key())
+        + raw_request("HEAD", "/api/crm/objects", key())
+        + raw_request("GET", "/api/crm/record/rec_missing", key())
+        + raw_request("POST", "/api/crm/record", key(), JSON, body=CREATE)
+        + raw_request("GET", "/openapi.json")
+        + raw_request("DELETE", "/api/crm/record/rec_missing", key()),
+        False,
+    ),
+]
+
+
+def _undated(data: bytes) -> bytes:
+    return b"\r\n".join(line for line in data.split(b"\r\n") if not line.lower().startswith(b"date: "))
+
+
+@pytest.fixture(scope="module")
+def both(fixture_set: FixtureSet) -> Iterator[tuple[MockServer, MockServer]]:
+    fast = MockServer(fixture_set, seed=11)
+    asgi = MockServer(fixture_set, seed=11, uvicorn_options={"http": OneWriteProtocol})
+    with fast, asgi:
+        for server in (fast, asgi):
+            server.clock.freeze("2026-01-02T03:04:05Z")  # the same created_at on both
+        yield fast, asgi
+
+
+@pytest.mark.parametrize("what,raw,closes", EXCHANGES, ids=[e[0] for e in EXCHANGES])
+def test_the_fast_path_answers_byte_for_byte_as_the_asgi_path(
+    both: tuple[MockServer, MockServer], what: str, raw: bytes, closes: bool
+) -> None:
+    fast, asgi = both
+    answered: list[int] = []
+    api = fast.app.fast_api
+    assert api is not None
+    answer_now = api.answer_now
+
+    def counted(scope: Any, body: bytes) -> Any:
+        result = answer_now(scope, body)
+        if result is not None:
+            answered.append(result[0])
+        return result
+
+    api.answer_now = counted  # type: ignore[method-assign]
+    try:
+        for server in both:
+            server.clear_requests()
+        got = exchange(fast, raw, closes)
+        want = exchange(asgi, raw, closes)
+    finally:
+        del api.answer_now
+    assert got and _undated(got) == _undated(want)
+    assert [(r["method"], r["path"], r["status"]) for r in fast.requests()] == [
+        (r["method"], r["path"], r["status"]) for r in asgi.requests()
+    ]
+    if "(ASGI)" in what:
+        assert not answered, "this request should have gone the ASGI way"
+    elif what.startswith("pipelined"):
+        # The HEAD goes the ASGI way, and what arrived behind it waits for it in uvicorn's queue.
+        assert answered == [200]
+    else:
+        assert answered, "this request should have taken the fast path"
+
+
+def test_a_bug_answers_500_in_the_kantos_shape_is_logged_and_hangs_up_as_on_the_asgi_path(
+    both: tuple[MockServer, MockServer], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mockserver.http import api
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug in a handler")
+
+    monkeypatch.setitem(api.HANDLERS, "listObjects", broken)
+    raw = raw_request("GET", "/api/crm/objects", key()) + raw_request("GET", "/api/crm/objects", key())
+    fast, asgi = both
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        got = exchange(fast, raw, closes=True)
+        want = exchange(asgi, raw, closes=True)
+    assert _undated(got) == _undated(want)
+    [(status, _, body)] = split(got)  # the second answer never came: the server hung up
+    assert status == b"HTTP/1.1 500 Internal Server Error"
+    assert b'"code":"INTERNAL"' in body
+    logged = [r for r in caplog.records if r.exc_info and "a bug in a handler" in str(r.exc_info[1])]
+    # Both requests ran (the second had arrived, pipelined) and were logged, on each server.
+    assert sorted(r.pathname.rsplit("/", 1)[1] for r in logged) == ["httptools_impl.py"] * 2 + ["wire.py"] * 2
+
+
+def test_a_fast_request_whose_body_is_still_arriving_at_shutdown_is_answered_then_closed(
+    fixture_set: FixtureSet,
+) -> None:
+    with MockServer(fixture_set, seed=5) as mock:
+        host, port = mock.url.removeprefix("http://").split(":")
+        raw = raw_request("POST", "/api/crm/record", key(), JSON, body=CREATE)
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(raw[:-10])
+            deadline = time.monotonic() + 5
+            while not mock.requests() and time.monotonic() < deadline:
+                time.sleep(0.01)  # (nothing is journaled until the body is whole)
+                break
+            stopper = threading.Thread(target=mock.stop)
+            stopper.start()
+            time.sleep(0.3)  # the shutdown has reached the connection
+            s.sendall(raw[-10:])
+            got = b""
+            while part := s.recv(65536):
+                got += part
+            stopper.join()
+    [(status, headers, body)] = split(got)
+    assert status == b"HTTP/1.1 201 Created"
+    assert headers[b"connection"] == b"close"
+    assert b'"name":"Fast Path"' in body

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import orjson
@@ -208,6 +208,37 @@ def _explain_filters(backend: Backend, items: list[tuple[str, str]], exc: BadReq
     return exc
 
 
+#: An answer made without ASGI: status, headers, body, and the exception behind a 500.
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes, Exception | None]
+
+
+class AnswersNow(Protocol):
+    """What `wire.FastApiProtocol` calls: `KantosApi`, or the response self-check around it."""
+
+    def answer_now(self, scope: Scope, raw: bytes) -> Answer | None: ...
+
+
+def request_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[str | None, str | None, str | None, str | None, bool]:
+    """The headers the API reads, in one pass: `X-Mock-Tenant`, `X-Api-Key`, `Content-Type`,
+    `Content-Length`, and whether there is a `Transfer-Encoding`."""
+    tenant_name = api_key = content_type = declared = None
+    chunked = False
+    for name, value in headers:
+        if name == b"x-api-key":
+            api_key = value.decode("latin-1")
+        elif name == b"content-type":
+            content_type = value.decode("latin-1")
+        elif name == b"content-length":
+            declared = value.decode("latin-1")
+        elif name == b"transfer-encoding":
+            chunked = True
+        elif name == b"x-mock-tenant":
+            tenant_name = value.decode("latin-1")
+    return tenant_name, api_key, content_type, declared, chunked
+
+
 class KantosApi:
     """Every `/api` request, start to finish, in one pure-ASGI coroutine: the tenant
     (`X-Mock-Tenant`), the journal entry, fault rules, the API key (401), the rate limit (429),
@@ -234,19 +265,7 @@ class KantosApi:
                 self.static[path] = ops
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tenant_name = api_key = content_type = declared = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                api_key = value.decode("latin-1")
-            elif name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"content-length":
-                declared = value.decode("latin-1")
-            elif name == b"transfer-encoding":
-                chunked = True
-            elif name == b"x-mock-tenant":
-                tenant_name = value.decode("latin-1")
+        tenant_name, api_key, content_type, declared, chunked = request_headers(scope["headers"])
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
@@ -280,7 +299,7 @@ class KantosApi:
                 if answered:
                     return
             try:
-                status, payload, headers = self._answer(
+                status, head, answer = self._respond(
                     backend, scope, raw, api_key, content_type, declared, now_us
                 )
             except Exception as exc:
@@ -289,11 +308,8 @@ class KantosApi:
                 status = 500
                 answer = await send_json(send, 500, internal_error_body(exc), [])
                 raise
-            if status == 204:
-                await send({"type": "http.response.start", "status": 204, "headers": headers})
-                await send({"type": "http.response.body", "body": b""})
-            else:
-                answer = await send_json(send, status, payload, headers)
+            await send({"type": "http.response.start", "status": status, "headers": head})
+            await send({"type": "http.response.body", "body": answer})
         finally:
             tenant.journal.add(
                 now_us,
@@ -309,6 +325,67 @@ class KantosApi:
             )
             if held is not None:
                 await held.release()
+
+    def answer_now(self, scope: Scope, raw: bytes) -> Answer | None:
+        """What `__call__` answers, for a server that has read the whole request and calls the API
+        without ASGI (`wire.FastApiProtocol`): the status, the headers, the body, and the exception
+        behind a 500 (for the server to log, as it logs what an ASGI app raises). None when the
+        request needs the ASGI path: a bad `X-Mock-Tenant`, fault rules on its tenant, or an
+        answer the state file holds until it is written."""
+        tenant_name, api_key, content_type, declared, _ = request_headers(scope["headers"])
+        registry = self.registry
+        try:
+            tenant = registry.get(tenant_name)
+        except KantosError:
+            return None
+        if len(tenant.faults) or (
+            registry.state_file is not None and tenant.name == DEFAULT and scope["method"] not in SAFE_METHODS
+        ):
+            return None
+        backend = tenant.backend
+        state = scope["state"]
+        state["tenant"] = tenant
+        state["backend"] = backend
+        started = time.perf_counter()
+        now_us = backend.clock.now_us()
+        failure: Exception | None = None
+        try:
+            status, head, answer = self._respond(backend, scope, raw, api_key, content_type, declared, now_us)
+        except Exception as exc:
+            status, failure = 500, exc
+            answer = orjson.dumps(internal_error_body(exc))
+            head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
+        tenant.journal.add(
+            now_us,
+            scope["method"],
+            scope["path"],
+            scope["query_string"],
+            scope["headers"],
+            raw,
+            status,
+            (time.perf_counter() - started) * 1000,
+            None,
+            answer,
+        )
+        return status, head, answer, failure
+
+    def _respond(
+        self,
+        backend: Backend,
+        scope: Scope,
+        raw: bytes,
+        api_key: str | None,
+        content_type: str | None,
+        declared: str | None,
+        now_us: int,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The answer's status, headers (as ASGI's `http.response.start` has them) and body."""
+        status, payload, headers = self._answer(backend, scope, raw, api_key, content_type, declared, now_us)
+        if status == 204:
+            return 204, headers, b""
+        content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content)), *headers]
+        return status, head, content
 
     async def _faulted(
         self, rule: FaultRule, scope: Scope, receive: Receive, send: Send

@@ -22,7 +22,7 @@ from ..domain.fixtures import load_fixtures
 from ..domain.tenants import Tenants
 from ..openapi import Spec
 from .access import ControlAccess
-from .api import KantosApi
+from .api import AnswersNow, KantosApi
 from .control import control_routes
 from .dashboard import dashboard_routes
 from .gate import Gate, TenantRegistry, is_api_path
@@ -42,6 +42,18 @@ class MockApp(Starlette):
         self.api = api
         #: The mock's own middleware; `add_middleware` puts the user's in front of these.
         self._own_middleware = len(self.user_middleware)
+
+    @property
+    def fast_api(self) -> AnswersNow | None:
+        """What a server may call without ASGI (`wire.FastApiProtocol`): the API, or the response
+        self-check around it; None when middleware a user added must see `/api` requests."""
+        if len(self.user_middleware) != self._own_middleware:
+            return None
+        if isinstance(self.api, KantosApi) or (
+            isinstance(self.api, ResponseSelfCheck) and self.api.api is not None
+        ):
+            return self.api
+        return None
 
     def build_middleware_stack(self) -> ASGIApp:
         mine = self.user_middleware
