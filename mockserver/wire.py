@@ -183,7 +183,12 @@ class FastApiProtocol(OneWriteProtocol):
             return
         self.fast_body = None
         body = b"".join(chunks)
-        answer = self.api.answer_now(self.scope, body)  # type: ignore[arg-type]
+        try:
+            answer = self.api.answer_now(self.scope, body)  # type: ignore[arg-type]
+        except Exception as exc:  # a bug outside the handlers, which answer_now turns into 500s
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            self._answer_500()
+            return
         if answer is None:
             self._to_asgi(body)
             return
@@ -216,6 +221,19 @@ class FastApiProtocol(OneWriteProtocol):
             transport.close()
         elif not keep_alive:
             transport.close()
+        self.on_response_complete()
+
+    def _answer_500(self) -> None:
+        """uvicorn's own answer to an app that failed before answering, and the hang-up."""
+        head = [STATUS_LINE[500]]
+        for name, value in self.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")
+        head.append(
+            b"content-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\nconnection: close\r\n\r\n"
+            b"Internal Server Error"
+        )
+        self.transport.write(b"".join(head))
+        self.transport.close()
         self.on_response_complete()
 
     def _to_asgi(self, body: bytes) -> None:

@@ -401,3 +401,21 @@ def test_a_fast_request_whose_body_is_still_arriving_at_shutdown_is_answered_the
     assert status == b"HTTP/1.1 201 Created"
     assert headers[b"connection"] == b"close"
     assert b'"name":"Fast Path"' in body
+
+
+def test_a_bug_outside_the_handlers_answers_uvicorns_500_and_hangs_up(
+    both: tuple[MockServer, MockServer], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mockserver.http.journal import Journal
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug in the journal")
+
+    monkeypatch.setattr(Journal, "add", broken)
+    fast, _ = both
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        got = exchange(fast, raw_request("GET", "/api/crm/objects", key()), closes=True)
+    [(status, headers, body)] = split(got)
+    assert status == b"HTTP/1.1 500 Internal Server Error"
+    assert headers[b"connection"] == b"close" and body == b"Internal Server Error"
+    assert any(r.exc_info and "a bug in the journal" in str(r.exc_info[1]) for r in caplog.records)
