@@ -436,6 +436,39 @@ def test_pipelined_requests_and_a_chunked_body_go_through_in_order() -> None:
     assert [(w[0], w[1], w[4]) for w in seen] == [("POST", b"/one", b"abcde"), ("GET", b"/two", b"")]
 
 
+def test_an_answer_before_the_whole_body_closes_that_upstream_connection_instead_of_reusing_it() -> None:
+    """The mock answers 413 after the first MiB of a larger body, and waits on that connection for
+    the rest. The proxy stops forwarding the body once the answer is complete, so it must not give
+    the connection to the next request: the mock would read that request as the missing body (a
+    GET that never got its answer, or an "Invalid HTTP request" later; CI saw the second)."""
+    import socket
+
+    declared, first = 2 * 1024 * 1024, 1024 * 1024 + 64 * 1024
+    head = (
+        f"POST /api/crm/record HTTP/1.1\r\nHost: x\r\nX-Api-Key: {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    ).encode()
+    get = f"GET /api/crm/objects HTTP/1.1\r\nHost: x\r\nX-Api-Key: {KEY}\r\n\r\n".encode()
+    with MockServer(seed=9) as mock, ValidationProxy(mock.url, out=io.StringIO()) as proxy:
+        host, port = proxy.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(head + b" " * first)
+            answer = b""
+            while b"PAYLOAD_TOO_LARGE" not in answer:
+                answer += s.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 413 ")
+            s.sendall(b" " * (declared - first))  # the rest of the body, which the proxy drops
+        # A new client connection: its request goes upstream on a pooled connection, if any.
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(get)
+            answer = b""
+            while b"obj_contacts" not in answer:
+                part = s.recv(65536)
+                assert part, answer
+                answer += part
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+
+
 def test_an_upstream_that_does_not_answer_is_a_502_in_the_kantos_shape() -> None:
     import socket
 

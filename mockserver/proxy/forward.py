@@ -648,11 +648,15 @@ class _Upstream(asyncio.Protocol):
             return
         self.exchange = None
         ex.upstream = None
-        # HTTP/1.1, no `Connection: close`, a body of known length: the connection may carry the
-        # next request. (httptools' should_keep_alive() is False once an answer is complete.)
+        # HTTP/1.1, no `Connection: close`, a body of known length, and the whole request sent:
+        # the connection may carry the next request. (httptools' should_keep_alive() is False once
+        # an answer is complete.) An answer that came before the request's last byte (a 413 after
+        # the first MiB) leaves the upstream waiting for the rest, which nobody will now send: the
+        # next request would be read as that body, so the connection is closed instead.
         if (
             not self.dead
             and not self.close
+            and ex.request_done
             and ex.method != "HEAD"
             and (self.length_known or ex.status in (204, 304))
             and self.parser.get_http_version() == "1.1"
