@@ -440,7 +440,7 @@ def test_an_answer_before_the_whole_body_closes_that_upstream_connection_instead
     """The mock answers 413 after the first MiB of a larger body, and waits on that connection for
     the rest. The proxy stops forwarding the body once the answer is complete, so it must not give
     the connection to the next request: the mock would read that request as the missing body (a
-    GET that never got its answer, or an "Invalid HTTP request" later; CI saw the second)."""
+    GET that never got its answer, or an "Invalid HTTP request" later: a full local run saw the second)."""
     import socket
 
     declared, first = 2 * 1024 * 1024, 1024 * 1024 + 64 * 1024
