@@ -223,6 +223,51 @@ class FastApiProtocol(OneWriteProtocol):
             transport.close()
         self.on_response_complete()
 
+    # --- keep-alive: one timer per idle spell, not one per response ----------------------------
+    #
+    # uvicorn cancels the keep-alive timer when data comes and arms a new one after each response:
+    # 2 µs of uvloop timer work a request, a tenth of a GET's whole cost here. Instead each
+    # response notes when the connection went idle, and one timer, armed when none is, checks when
+    # it fires: idle long enough closes, idle for less sleeps the rest, busy waits for the next
+    # response to arm it again. Connections close after the same `timeout_keep_alive` of quiet.
+
+    idle_since: float | None = None  # when the last response completed; None while a request runs
+
+    def _unset_keepalive_if_required(self) -> None:
+        self.idle_since = None  # data came: busy (the timer stays, and finds it so)
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self.idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.timeout_keep_alive_task = None
+        idle = self.idle_since
+        if idle is None or self.transport.is_closing():
+            return
+        left = idle + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self.timeout_keep_alive_handler)
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
     def _answer_500(self) -> None:
         """uvicorn's own answer to an app that failed before answering, and the hang-up."""
         head = [STATUS_LINE[500]]

@@ -6,6 +6,7 @@ the socket tests check whole answers from a real `MockServer` byte for byte."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -419,3 +420,36 @@ def test_a_bug_outside_the_handlers_answers_uvicorns_500_and_hangs_up(
     assert status == b"HTTP/1.1 500 Internal Server Error"
     assert headers[b"connection"] == b"close" and body == b"Internal Server Error"
     assert any(r.exc_info and "a bug in the journal" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def _closed_within(s: socket.socket, seconds: float) -> bool:
+    """Whether the server closes `s` within `seconds` (reading and dropping any answer)."""
+    s.settimeout(seconds)
+    try:
+        while s.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_keep_alive_closes_a_quiet_connection_and_keeps_a_busy_one(fixture_set: FixtureSet) -> None:
+    """One keep-alive timer per idle spell (`FastApiProtocol`), with uvicorn's meaning: a
+    connection closes `timeout_keep_alive` after its last answer, however many came before."""
+    with MockServer(fixture_set, uvicorn_options={"timeout_keep_alive": 0.3}) as mock:
+        host, port = mock.url.removeprefix("http://").split(":")
+        get = raw_request("GET", "/api/crm/objects", key())
+        with socket.create_connection((host, int(port)), timeout=5) as quiet:
+            quiet.sendall(get)
+            assert _closed_within(quiet, 3)  # answered, then closed after 0.3 s of quiet
+        with socket.create_connection((host, int(port)), timeout=5) as busy:
+            answers = b""
+            for _ in range(8):  # a request every 0.1 s for 0.8 s: longer than the timeout
+                busy.sendall(get)
+                time.sleep(0.1)
+            busy.settimeout(0.05)
+            with contextlib.suppress(TimeoutError):
+                while part := busy.recv(65536):
+                    answers += part
+            assert [a[0] for a in split(answers)] == [b"HTTP/1.1 200 OK"] * 8
+            assert _closed_within(busy, 3)
