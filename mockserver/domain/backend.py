@@ -351,7 +351,11 @@ class Backend:
         old = self.get_record(record_id)
         obj = self.objects[old.object_id]
         changes, errors = self._check_values(obj, field_values)
-        merged = {k: v for k, v in old.values.items() if k not in field_values}
+        # The record's values in their order, less those the write names (set or emptied), then
+        # the ones it sets, in its order.
+        merged = old.values.copy()
+        for slug in field_values:
+            merged.pop(slug, None)
         merged.update(changes)
         self._check_required(obj, merged, errors)
         if errors:
@@ -375,8 +379,9 @@ class Backend:
     ) -> tuple[dict[str, Any], list[dict[str, str]]]:
         values: dict[str, Any] = {}
         errors: list[dict[str, str]] = []
+        by_slug, record_exists, user_exists = obj.by_slug, self._record_exists, self._user_exists
         for slug, raw in field_values.items():
-            f = obj.by_slug.get(slug)
+            f = by_slug.get(slug)
             if f is None:
                 errors.append(
                     {
@@ -386,7 +391,7 @@ class Backend:
                     }
                 )
                 continue
-            value, message = check_value(f, raw, self._record_exists, self._user_exists)
+            value, message = check_value(f, raw, record_exists, user_exists)
             if message:
                 errors.append({"field": slug, "message": message})
             elif value is not EMPTY:
