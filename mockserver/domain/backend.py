@@ -328,7 +328,7 @@ class Backend:
         query = q.compile_query(obj, filters, sort, order)
         store = self.stores[object_id]
         ids, total = q.run(store, query, page, per_page)
-        return Page([store.records[i] for i in ids], total, page, per_page)
+        return Page(list(map(store.records.__getitem__, ids)), total, page, per_page)
 
     def create_record(self, object_id: str, field_values: dict[str, Any], user_id: str) -> Record:
         obj = self.get_object(object_id)
