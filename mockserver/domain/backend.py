@@ -456,8 +456,11 @@ class Backend:
                     del taken[key]
 
 
+_EMAIL = FieldType.EMAIL  # looked up once: an enum member's lookup goes through its metaclass
+
+
 def _unique_key(f: FieldDef, value: Any) -> Any:
-    return value.lower() if f.type == FieldType.EMAIL else value
+    return value.lower() if f.type == _EMAIL else value
 
 
 def _check_choices(opts: dict[str, Any], key: str, err: Callable[[str, str], None]) -> None:
