@@ -138,6 +138,17 @@ def test_update_record_merges_and_moves_updated_at(backend: Backend) -> None:
     assert format_timestamp(again.updated_at) != format_timestamp(new.updated_at)
 
 
+def test_update_record_writes_kept_values_first_then_the_set_ones_in_the_write_order(
+    backend: Backend,
+) -> None:
+    old = list(backend.get_record(ELTON).to_json()["field_values"])
+    assert {"notes", "name"} <= set(old) and "deal_value" in old
+    new = backend.update_record(ELTON, {"deal_value": 7, "notes": None, "name": "Elton B", "source": ""})
+    kept = [k for k in old if k not in ("deal_value", "notes", "name", "source")]
+    assert list(new.values) == [*kept, "deal_value", "name"]
+    assert list(new.to_json()["field_values"]) == [*kept, "deal_value", "name"]
+
+
 def test_update_record_keeps_created_at_as_written_whatever_the_values_hold(backend: Backend) -> None:
     created = backend.get_record(ELTON).to_json()["created_at"]
     notes = 'pasted: "created_at":"1999-01-01T00:00:00Z", "updated_at":"x"'

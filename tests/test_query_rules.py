@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from mockserver.domain import query as engine
 from mockserver.domain.auth import User
 from mockserver.domain.backend import Backend, FixtureSet
 from mockserver.domain.clock import Clock
@@ -429,6 +430,9 @@ def test_multi_select_filters(world: World, filters: dict[str, Any], expected: l
         ({"amount": "10"}, "amount", "$eq", "number"),
         ({"amount": {"$gt": "10"}}, "amount", "$gt", "number"),
         ({"amount": {"$gte": True}}, "amount", "$gte", "number"),
+        ({"amount": {"$gte": None}}, "amount", "$gte", "number"),
+        ({"amount": {"$lt": None}}, "amount", "$lt", "number"),
+        ({"amount": {"$gt": 1, "$lte": None}}, "amount", "$lte", "number"),
         ({"price": {"$in": 10}}, "price", "$in", "array"),
         ({"amount": {"$in": [1, "2"]}}, "amount", "$in", "number"),
         ({"amount": {"$nin": [None]}}, "amount", "$nin", "number"),
@@ -817,3 +821,38 @@ def test_a_text_filter_walks_the_sort_order_at_most_twice_as_far_as_an_even_spre
     result = backend.query_records(OBJ, {"name": {"$contains": "early"}}, "n", "asc", 3, 25)
     assert [r.values["n"] for r in result.records] == list(range(50, 75))
     assert steps == 75  # matches where the walk expects them: it walks
+
+
+@pytest.mark.parametrize(
+    "cond",
+    [
+        {"$gt": 5},
+        {"$gte": 5},
+        {"$lt": 5.5},
+        {"$lte": 5},
+        {"$gte": 1, "$lt": 9},
+        {"$gt": 1, "$gte": 1},
+        {"$lte": 3, "$lt": 3, "$gte": 0},
+    ],
+)
+def test_range_conditions_carry_the_tightest_bounds(world: World, cond: dict[str, Any]) -> None:
+    """A condition of range operators alone keeps `(lo, lo_incl, hi, hi_incl)` for the composite
+    index; one operator or several, they are the bounds `_range_bounds` works out."""
+    obj = world.backend.get_object(OBJ)
+    compiled = engine.compile_query(obj, {"amount": cond}, None, None).conditions[0]
+    assert compiled.spec is not None
+    lo, hi = engine._range_bounds(compiled.spec, cond)
+    assert compiled.bounds == (
+        lo[0] if lo else None,
+        lo[1] if lo else True,
+        hi[0] if hi else None,
+        hi[1] if hi else True,
+    )
+    checks = {"$gt": float.__gt__, "$gte": float.__ge__, "$lt": float.__lt__, "$lte": float.__le__}
+    expected = [
+        label
+        for label in world.ids
+        if (amount := world.values(label).get("amount")) is not None
+        and all(checks[op](float(amount), float(operand)) for op, operand in cond.items())
+    ]
+    assert sorted(world.q({"amount": cond})) == sorted(expected)

@@ -328,7 +328,7 @@ class Backend:
         query = q.compile_query(obj, filters, sort, order)
         store = self.stores[object_id]
         ids, total = q.run(store, query, page, per_page)
-        return Page([store.records[i] for i in ids], total, page, per_page)
+        return Page(list(map(store.records.__getitem__, ids)), total, page, per_page)
 
     def create_record(self, object_id: str, field_values: dict[str, Any], user_id: str) -> Record:
         obj = self.get_object(object_id)
@@ -351,7 +351,11 @@ class Backend:
         old = self.get_record(record_id)
         obj = self.objects[old.object_id]
         changes, errors = self._check_values(obj, field_values)
-        merged = {k: v for k, v in old.values.items() if k not in field_values}
+        # The record's values in their order, less those the write names (set or emptied), then
+        # the ones it sets, in its order.
+        merged = old.values.copy()
+        for slug in field_values:
+            merged.pop(slug, None)
         merged.update(changes)
         self._check_required(obj, merged, errors)
         if errors:
@@ -375,8 +379,9 @@ class Backend:
     ) -> tuple[dict[str, Any], list[dict[str, str]]]:
         values: dict[str, Any] = {}
         errors: list[dict[str, str]] = []
+        by_slug, record_exists, user_exists = obj.by_slug, self._record_exists, self._user_exists
         for slug, raw in field_values.items():
-            f = obj.by_slug.get(slug)
+            f = by_slug.get(slug)
             if f is None:
                 errors.append(
                     {
@@ -386,7 +391,7 @@ class Backend:
                     }
                 )
                 continue
-            value, message = check_value(f, raw, self._record_exists, self._user_exists)
+            value, message = check_value(f, raw, record_exists, user_exists)
             if message:
                 errors.append({"field": slug, "message": message})
             elif value is not EMPTY:
@@ -451,8 +456,11 @@ class Backend:
                     del taken[key]
 
 
+_EMAIL = FieldType.EMAIL  # looked up once: an enum member's lookup goes through its metaclass
+
+
 def _unique_key(f: FieldDef, value: Any) -> Any:
-    return value.lower() if f.type == FieldType.EMAIL else value
+    return value.lower() if f.type == _EMAIL else value
 
 
 def _check_choices(opts: dict[str, Any], key: str, err: Callable[[str, str], None]) -> None:

@@ -52,7 +52,7 @@ def window(
     if count <= 0:
         return []
     if not desc:
-        return [entry[1] for entry in entries[start + offset : start + offset + count]]
+        return list(map(_ID, entries[start + offset : start + offset + count]))
     hi = stop - offset  # the window, in ascending positions: [hi - count, hi)
     lo = hi - count
     # One slice with a neighbour on each side: a group of equal keys can only be cut where a
@@ -71,7 +71,7 @@ def window(
         chunk = chunk[lo - a : hi - a]
     ordered = sorted(chunk, key=_KEY, reverse=True)  # stable, reverse too: ties keep ids ascending
     first = offset - (stop - g_hi)  # descending position of `ordered[0]` is stop - g_hi
-    return [entry[1] for entry in ordered[first : first + count]]
+    return list(map(_ID, ordered[first : first + count]))
 
 
 _KEY = itemgetter(0)

@@ -177,12 +177,26 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
             },
         )
     if not isinstance(cond, dict):
+        if isinstance(cond, str) and spec.kind == Kind.CHOICE:  # a bare option: the usual filter
+            assert spec.field is not None
+            positions = spec.field.choice_positions_folded.get(cond.lower())
+            if positions:  # what `_eq` plans for it: these keys, exactly
+                return Condition(spec, {"$eq": cond}, eq_keys=positions)
         cond = {"$eq": cond}
-    if not cond:
+    elif not cond:
         raise _operand_error(spec, "(none)", "an operator object with at least one operator", cond)
     # The two usual shapes, checked here as `_tests_and_plan` checks them (same errors, same
     # order); their tests and plan wait until something asks for them.
-    if all(op in _RANGE_SET for op in cond):
+    if _RANGE_SET.issuperset(cond):
+        if len(cond) == 1:  # one bound
+            ((op, operand),) = cond.items()
+            if operand is None:
+                raise _operand_error(spec, op, _expected_for(spec, op), operand)
+            key = _range_operand(spec, op, operand)
+            incl = op == "$gte" or op == "$lte"
+            if op == "$gt" or op == "$gte":
+                return Condition(spec, cond, bounds=(key, incl, None, True))
+            return Condition(spec, cond, bounds=(None, True, key, incl))
         lo, hi = _range_bounds(spec, cond)
         bounds = (lo[0] if lo else None, lo[1] if lo else True, hi[0] if hi else None, hi[1] if hi else True)
         return Condition(spec, cond, bounds=bounds)

@@ -60,6 +60,10 @@ class Operation:
     #: keys, None standing for any array index) and the status they get instead of 400.
     body_status: list[tuple[tuple[str | None, ...], int]] = field(default_factory=list)
 
+    #: One fast validator of every query parameter at once: an object of their typed values,
+    #: each checked against its own schema (see `parse_query`). None: check one by one.
+    query_check: jsonschema_rs.Validator | None = None
+
     #: The declared query parameters (an empty list: the query string is not even parsed).
     query_params: list[Param] = field(init=False, default_factory=list)
     has_query: bool = field(init=False, default=False)
@@ -79,6 +83,41 @@ class Operation:
                 if name in seen and name in self._param_names:
                     raise BadRequest.param(name, "given more than once; send it once")
                 seen.add(name)
+        if self.query_check is not None:
+            typed = self._typed_query(given)
+            if typed is not None and self.query_check.is_valid(typed):
+                return typed
+        # Something is wrong (or unusual): each parameter in turn, for the first one's error.
+        return self._checked_query(given)
+
+    def _typed_query(self, given: dict[str, str]) -> dict[str, Any] | None:
+        """The typed values (with defaults) as `_checked_query` makes them, not yet validated;
+        None where `_checked_query` would raise before validating, or might."""
+        out: dict[str, Any] = {}
+        for p in self.query_params:
+            raw = given.get(p.name)
+            if raw is None:
+                if p.required:
+                    return None
+                if p.default is not None:
+                    out[p.name] = p.default
+            elif p.json:
+                try:
+                    out[p.name] = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    return None
+            elif p.type is None or p.type == "string":
+                out[p.name] = raw
+            elif p.type == "integer" and len(raw) < 19 and raw.isascii() and raw.isdigit():
+                out[p.name] = int(raw)
+            else:
+                try:
+                    out[p.name] = _coerce(raw, p)
+                except BadRequest:
+                    return None
+        return out
+
+    def _checked_query(self, given: dict[str, str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for p in self.query_params:
             if p.name not in given:
@@ -169,6 +208,7 @@ class Spec:
                     body_schema = request_body.get("content", {}).get("application/json", {}).get("schema")
                     self._collect_status(body_schema, (), body_status, set())
                 security = op.get("security")
+                query_check = self._query_check([p for p in params if p.location == "query"])
                 operation = Operation(
                     operation_id=op["operationId"],
                     method=method.upper(),
@@ -179,6 +219,7 @@ class Spec:
                     tags=op.get("tags", []),
                     security=bool(security) if security is not None else global_security,
                     body_status=body_status,
+                    query_check=query_check,
                 )
                 ops[operation.method] = operation
                 self.operations[operation.operation_id] = operation
@@ -220,12 +261,28 @@ class Spec:
         for keyword in ("if", "then", "else"):
             self._collect_status(schema.get(keyword), path, out, seen)
 
+    def _query_check(self, params: list[Param]) -> jsonschema_rs.Validator | None:
+        """One validator for an object of all these parameters' values, each under its own
+        schema: valid exactly when each value is. None when a default breaks its own schema (the
+        object holds defaults too, which parameter by parameter are never checked)."""
+        if not params or any(
+            p.default is not None and not p.validator.fast.is_valid(p.default) for p in params
+        ):
+            return None
+        schema = {
+            "type": "object",
+            "properties": {p.name: {"$ref": p.validator.ref} for p in params},
+        }
+        return jsonschema_rs.Draft202012Validator(schema, registry=self.rs_registry, validate_formats=False)
+
     def _validator(self, pointer: str) -> Compiled:
         # A JSON pointer in a URI fragment is percent-encoded (RFC 6901 §6): `{record_id}`.
-        ref = {"$ref": f"{SPEC_URI}#{quote(pointer, safe='/~')}"}
+        uri = f"{SPEC_URI}#{quote(pointer, safe='/~')}"
+        ref = {"$ref": uri}
         return Compiled(
             jsonschema_rs.Draft202012Validator(ref, registry=self.rs_registry, validate_formats=False),
             Draft202012Validator(ref, registry=self.registry),
+            uri,
         )
 
     def _param(self, p: dict[str, Any], pointer: str) -> Param:
@@ -300,11 +357,13 @@ class Compiled:
     request; only an invalid value goes to jsonschema, whose errors say what is wrong (and whose
     verdict stands, should the two ever disagree)."""
 
-    __slots__ = ("fast", "full")
+    __slots__ = ("fast", "full", "ref")
 
-    def __init__(self, fast: jsonschema_rs.Validator, full: Draft202012Validator) -> None:
+    def __init__(self, fast: jsonschema_rs.Validator, full: Draft202012Validator, ref: str) -> None:
         self.fast = fast
         self.full = full
+        #: The schema's URI in the spec's registry (`urn:kantos:openapi#/paths/...`).
+        self.ref = ref
 
     def iter_errors(self, value: Any) -> list[ValidationError]:
         if self.fast.is_valid(value):
