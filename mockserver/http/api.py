@@ -29,7 +29,7 @@ from ..domain.query import compile_query
 from ..domain.tenants import DEFAULT
 from ..openapi import Operation, Spec
 from .faults import FaultRule, act
-from .gate import MOCK_ONLY, SAFE_METHODS, HeldAnswer, TenantRegistry
+from .gate import MOCK_ONLY, SAFE_METHODS, HeldAnswer, Tenant, TenantRegistry
 from .journal import prefetch_body
 from .responses import error_headers, internal_error_body, send_error, send_json
 
@@ -239,6 +239,31 @@ def request_headers(
     return tenant_name, api_key, content_type, declared, chunked
 
 
+def _journal(
+    tenant: Tenant,
+    scope: Scope,
+    now_us: int,
+    raw: bytes,
+    status: int | None,
+    started: float,
+    fault: str | None,
+    answer: bytes,
+) -> None:
+    """The request's journal entry: what came, what was answered, and how long it took."""
+    tenant.journal.add(
+        now_us,
+        scope["method"],
+        scope["path"],
+        scope["query_string"],
+        scope["headers"],
+        raw,
+        status,
+        (time.perf_counter() - started) * 1000,
+        fault,
+        answer,
+    )
+
+
 class KantosApi:
     """Every `/api` request, start to finish, in one pure-ASGI coroutine: the tenant
     (`X-Mock-Tenant`), the journal entry, fault rules, the API key (401), the rate limit (429),
@@ -278,7 +303,7 @@ class KantosApi:
             return
         state["tenant"] = tenant
         state["backend"] = tenant.backend
-        if registry.state_file is not None and tenant.name == DEFAULT and scope["method"] not in SAFE_METHODS:
+        if self._held(tenant, scope["method"]):
             send = held = HeldAnswer(registry, send)
         else:
             held = None
@@ -311,18 +336,7 @@ class KantosApi:
             await send({"type": "http.response.start", "status": status, "headers": head})
             await send({"type": "http.response.body", "body": answer})
         finally:
-            tenant.journal.add(
-                now_us,
-                scope["method"],
-                scope["path"],
-                scope["query_string"],
-                scope["headers"],
-                raw,
-                status,
-                (time.perf_counter() - started) * 1000,
-                state.get("fault"),
-                answer,
-            )
+            _journal(tenant, scope, now_us, raw, status, started, state.get("fault"), answer)
             if held is not None:
                 await held.release()
 
@@ -338,9 +352,7 @@ class KantosApi:
             tenant = registry.get(tenant_name)
         except KantosError:
             return None
-        if len(tenant.faults) or (
-            registry.state_file is not None and tenant.name == DEFAULT and scope["method"] not in SAFE_METHODS
-        ):
+        if len(tenant.faults) or self._held(tenant, scope["method"]):
             return None
         backend = tenant.backend
         state = scope["state"]
@@ -355,19 +367,13 @@ class KantosApi:
             status, failure = 500, exc
             answer = orjson.dumps(internal_error_body(exc))
             head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
-        tenant.journal.add(
-            now_us,
-            scope["method"],
-            scope["path"],
-            scope["query_string"],
-            scope["headers"],
-            raw,
-            status,
-            (time.perf_counter() - started) * 1000,
-            None,
-            answer,
-        )
+        _journal(tenant, scope, now_us, raw, status, started, None, answer)
         return status, head, answer, failure
+
+    def _held(self, tenant: Tenant, method: str) -> bool:
+        """Whether the answer waits for the state file: a change to the default tenant's state
+        when the server keeps one."""
+        return self.registry.state_file is not None and tenant.name == DEFAULT and method not in SAFE_METHODS
 
     def _respond(
         self,
