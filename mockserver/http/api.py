@@ -31,7 +31,7 @@ from ..openapi import Operation, Spec
 from .faults import FaultRule, act
 from .gate import MOCK_ONLY, SAFE_METHODS, HeldAnswer, Tenant, TenantRegistry
 from .journal import prefetch_body
-from .responses import error_headers, internal_error_body, send_error, send_json
+from .responses import error_headers, internal_error_body, json_head, send_error, send_json
 
 MAX_BODY = 1024 * 1024
 ADMIN_OPERATIONS = frozenset({"createObject", "createField"})
@@ -366,7 +366,7 @@ class KantosApi:
         except Exception as exc:
             status, failure = 500, exc
             answer = orjson.dumps(internal_error_body(exc))
-            head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
+            head = json_head(answer)
         _journal(tenant, scope, now_us, raw, status, started, None, answer)
         return status, head, answer, failure
 
@@ -390,8 +390,7 @@ class KantosApi:
         if status == 204:
             return 204, headers, b""
         content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-        head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content)), *headers]
-        return status, head, content
+        return status, json_head(content, headers), content
 
     async def _faulted(
         self, rule: FaultRule, scope: Scope, receive: Receive, send: Send

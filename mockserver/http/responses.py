@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -26,13 +27,18 @@ def error_response(exc: KantosError) -> Response:
     return json_response(exc.body(), exc.status, headers)
 
 
+def json_head(content: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> list[tuple[bytes, bytes]]:
+    """A JSON answer's headers, as ASGI's `http.response.start` has them: its type and length,
+    then `headers`."""
+    return [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content)), *headers]
+
+
 async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]]) -> bytes:
     """A JSON answer as two ASGI messages (the `/api` path has no Response objects). `payload`
     is encoded here, unless it is bytes: JSON already (records keep their own encoding).
     Returns the body sent (for the journal)."""
     content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content)), *headers]
-    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.start", "status": status, "headers": json_head(content, headers)})
     await send({"type": "http.response.body", "body": content})
     return content
 

@@ -30,6 +30,7 @@ from ..openapi import Spec
 from ..openapi.responses import FastResponseValidator, ResponseMismatch, ResponseValidator
 from .api import Answer, KantosApi
 from .gate import MOCK_ONLY
+from .responses import json_head
 
 ENV_VAR = "KANTOS_MOCK_VALIDATE_RESPONSES"
 
@@ -74,7 +75,7 @@ class ResponseSelfCheck:
             return answer
         mismatch = ResponseMismatch(label, status, violations)
         payload = _failure_body(mismatch)
-        return 500, _failure_head(payload), payload, failure or mismatch  # a bug's own exception first
+        return 500, json_head(payload), payload, failure or mismatch  # a bug's own exception first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.validator.applies_to(scope["path"]):
@@ -135,11 +136,7 @@ def _failure_body(mismatch: ResponseMismatch) -> bytes:
     )
 
 
-def _failure_head(payload: bytes) -> list[tuple[bytes, bytes]]:
-    return [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
-
-
 async def _send_failure(send: Send, mismatch: ResponseMismatch) -> None:
     payload = _failure_body(mismatch)
-    await send({"type": "http.response.start", "status": 500, "headers": _failure_head(payload)})
+    await send({"type": "http.response.start", "status": 500, "headers": json_head(payload)})
     await send({"type": "http.response.body", "body": payload})
