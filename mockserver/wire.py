@@ -10,6 +10,9 @@ comes, the head with the first part.
 
 Only the request cycle's `send` changes; everything else is uvicorn's. `tests/test_wire.py`
 checks the bytes on the wire for every kind of answer, and that each takes one write.
+
+`FastApiProtocol`, the protocol the mock is served with, goes one step further: it answers the
+usual `/api` request itself, without ASGI, and keeps one keep-alive timer per idle spell.
 """
 
 from __future__ import annotations
