@@ -188,15 +188,6 @@ def _compile_key(obj: ObjectDef, slug: str, cond: Any) -> Condition:
     # The two usual shapes, checked here as `_tests_and_plan` checks them (same errors, same
     # order); their tests and plan wait until something asks for them.
     if _RANGE_SET.issuperset(cond):
-        if len(cond) == 1:  # one bound
-            ((op, operand),) = cond.items()
-            if operand is None:
-                raise _operand_error(spec, op, _expected_for(spec, op), operand)
-            key = _range_operand(spec, op, operand)
-            incl = op == "$gte" or op == "$lte"
-            if op == "$gt" or op == "$gte":
-                return Condition(spec, cond, bounds=(key, incl, None, True))
-            return Condition(spec, cond, bounds=(None, True, key, incl))
         lo, hi = _range_bounds(spec, cond)
         bounds = (lo[0] if lo else None, lo[1] if lo else True, hi[0] if hi else None, hi[1] if hi else True)
         return Condition(spec, cond, bounds=bounds)
