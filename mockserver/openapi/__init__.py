@@ -106,10 +106,6 @@ class Operation:
                     out[p.name] = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     return None
-            elif p.type is None or p.type == "string":
-                out[p.name] = raw
-            elif p.type == "integer" and len(raw) < 19 and raw.isascii() and raw.isdigit():
-                out[p.name] = int(raw)
             else:
                 try:
                     out[p.name] = _coerce(raw, p)
