@@ -21,6 +21,7 @@ turns it on (the test suite runs with it on everywhere).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from weakref import WeakKeyDictionary
 
 import orjson
@@ -69,11 +70,9 @@ class ResponseSelfCheck:
         if answer is None:
             return None
         status, head, body, failure = answer
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head]
-        label, violations = self.validator.violations(scope["method"], scope["path"], status, headers, body)
-        if not violations:
+        mismatch = self._mismatch(scope, status, head, body)
+        if mismatch is None:
             return answer
-        mismatch = ResponseMismatch(label, status, violations)
         payload = _failure_body(mismatch)
         return 500, json_head(payload), payload, failure or mismatch  # a bug's own exception first
 
@@ -103,21 +102,24 @@ class ResponseSelfCheck:
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
                 return
-            status = int(start["status"])
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])]
-            label, violations = self.validator.violations(
-                scope["method"], scope["path"], status, headers, body
-            )
-            if not violations:
+            mismatch = self._mismatch(scope, int(start["status"]), start.get("headers", []), body)
+            if mismatch is None:
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
                 return
-            mismatch = ResponseMismatch(label, status, violations)
             await _send_failure(send, mismatch)
 
         await self.app(scope, receive, buffered)
         if mismatch is not None:
             raise mismatch
+
+    def _mismatch(
+        self, scope: Scope, status: int, head: Iterable[tuple[bytes, bytes]], body: bytes
+    ) -> ResponseMismatch | None:
+        """What breaks the spec in this answer, or None when it conforms."""
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head]
+        label, violations = self.validator.violations(scope["method"], scope["path"], status, headers, body)
+        return ResponseMismatch(label, status, violations) if violations else None
 
 
 def _failure_body(mismatch: ResponseMismatch) -> bytes:
