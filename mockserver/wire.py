@@ -25,6 +25,8 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
+from .http.gate import is_api_path
+
 if TYPE_CHECKING:
     from .http.api import AnswersNow
 
@@ -159,7 +161,7 @@ class FastApiProtocol(OneWriteProtocol):
         path = raw_path.decode("ascii")
         if "%" in path:
             path = unquote(path)
-        if self.root_path or not (path == "/api" or path.startswith("/api/")):
+        if self.root_path or not is_api_path(path):
             return False
         scope = self.scope
         scope["method"] = method.decode("ascii")
@@ -207,23 +209,29 @@ class FastApiProtocol(OneWriteProtocol):
                 status,
             )
         keep_alive = self.fast_keep_alive and not self.fast_closing
+        if failure is not None:
+            # As uvicorn ends a request whose app raised after answering: logged, and hung up.
+            self.logger.error("Exception in ASGI application\n", exc_info=failure)
+        close = not keep_alive or failure is not None
+        self._write(status, headers, content, announce_close=not keep_alive, close=close)
+
+    def _write(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, announce_close: bool, close: bool
+    ) -> None:
+        """One answer in one write, with uvicorn's head: its status line and default headers, then
+        `headers`, and `connection: close` when announced; then hang up when told to."""
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             head += (name, b": ", value, b"\r\n")
         for name, value in headers:
             head += (name, b": ", value, b"\r\n")
-        if not keep_alive:
+        if announce_close:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
-        head.append(content)
-        transport = self.transport
-        transport.write(b"".join(head))
-        if failure is not None:
-            # As uvicorn ends a request whose app raised after answering: logged, and hung up.
-            self.logger.error("Exception in ASGI application\n", exc_info=failure)
-            transport.close()
-        elif not keep_alive:
-            transport.close()
+        head.append(body)
+        self.transport.write(b"".join(head))
+        if close:
+            self.transport.close()
         self.on_response_complete()
 
     # --- keep-alive: one timer per idle spell, not one per response ----------------------------
@@ -273,16 +281,8 @@ class FastApiProtocol(OneWriteProtocol):
 
     def _answer_500(self) -> None:
         """uvicorn's own answer to an app that failed before answering, and the hang-up."""
-        head = [STATUS_LINE[500]]
-        for name, value in self.server_state.default_headers:
-            head += (name, b": ", value, b"\r\n")
-        head.append(
-            b"content-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\nconnection: close\r\n\r\n"
-            b"Internal Server Error"
-        )
-        self.transport.write(b"".join(head))
-        self.transport.close()
-        self.on_response_complete()
+        text = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
+        self._write(500, text, b"Internal Server Error", announce_close=True, close=True)
 
     def _to_asgi(self, body: bytes) -> None:
         """Hand a request read for the fast path to the ASGI app, as `on_headers_complete`,
