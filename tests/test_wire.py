@@ -314,7 +314,10 @@ def both(fixture_set: FixtureSet) -> Iterator[tuple[MockServer, MockServer]]:
     asgi = MockServer(fixture_set, seed=11, uvicorn_options={"http": OneWriteProtocol})
     with fast, asgi:
         for server in (fast, asgi):
-            server.clock.freeze("2026-01-02T03:04:05Z")  # the same created_at on both
+            # The same created_at and rate-limit windows on both, whatever the minute (the other
+            # tenant too: its X-RateLimit-Reset moved when the two requests straddled a minute).
+            for control in (server, server.tenant("wire-fast")):
+                control.clock.freeze("2026-01-02T03:04:05Z")
         yield fast, asgi
 
 
